@@ -1,0 +1,33 @@
+"""hpcjobs: container workloads as correct Slurm batch jobs running in Apptainer.
+
+Imports are lazy so that ``import hpcjobs`` and ``hpcjobs --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hpcjobs._version import __version__
+
+if TYPE_CHECKING:
+    from hpcjobs.api import ContainerJob, Job
+    from hpcjobs.errors import HpcjobsError
+    from hpcjobs.schedulers.states import JobState
+
+__all__ = ["ContainerJob", "HpcjobsError", "Job", "JobState", "__version__"]
+
+_LAZY = {
+    "ContainerJob": "hpcjobs.api",
+    "Job": "hpcjobs.api",
+    "HpcjobsError": "hpcjobs.errors",
+    "JobState": "hpcjobs.schedulers.states",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hpcjobs' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,1 @@
+"""Task launchers (plugins): srun and mpirun prefixes for multi-task jobs."""

@@ -1,0 +1,318 @@
+"""spec + site (+ CLI overrides) → ResolvedJob. Pure: no I/O, no environment, no clock.
+
+Precedence, written out in this one place:
+
+    CLI (--set) > job spec > partition > site defaults > built-in default
+
+Every resolved value records where it came from (``ResolvedJob.provenance``), which
+``hpcjobs render --explain`` shows.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from hpcjobs.config.loader import describe_errors
+from hpcjobs.config.site import Partition, SiteConfig
+from hpcjobs.errors import BindError, ConfigError, LimitExceeded, PolicyViolation
+from hpcjobs.models import Bind, GpuFlag, GpuRequest, MpiKind
+from hpcjobs.spec import JobSpec
+
+Mode = Literal["run", "exec"]
+
+CLI = "cli"
+JOB = "job spec"
+BUILTIN = "built-in default"
+
+# sbatch options hpcjobs writes itself; extra_sbatch may not set them (it would silently win or lose)
+MANAGED_SBATCH = (
+    "--job-name", "-J", "--partition", "-p", "--nodes", "-N", "--ntasks", "-n", "--cpus-per-task", "-c",
+    "--gpus", "-G", "--gpus-per-node", "--gres", "--mem", "--time", "-t", "--array", "-a",
+    "--account", "-A", "--qos", "-q", "--output", "-o", "--error", "-e",
+)  # fmt: skip
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    """Everything render needs, already decided. Values only; no I/O handles."""
+
+    name: str
+    image: str
+    partition: str
+    nodes: int
+    ntasks: int
+    cpus_per_task: int | None
+    gpus: int
+    mem_gb: float | None
+    time_min: int | None
+    mpi: MpiKind
+    account: str | None
+    qos: str | None
+    array: str | None
+    output: str
+    extra_sbatch: tuple[str, ...]
+    mode: Mode
+    args: tuple[str, ...]
+    binds: tuple[Bind, ...]
+    unchecked_bind_sources: tuple[str, ...]
+    env: Mapping[str, str]
+    launch_env: Mapping[str, str]
+    workdir: str | None
+    runtime: str
+    runtime_binary: str | None
+    runtime_flags: tuple[str, ...]
+    cleanenv: bool
+    gpu_flag: GpuFlag | None
+    gpu_request: GpuRequest
+    gpu_type: str | None
+    mpirun: str
+    site: str
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    image_ref: str | None = None
+    image_digest: str | None = None
+    dependency: str | None = None
+
+
+class _Picker:
+    """Takes each value from the first layer that sets it, and remembers which layer that was."""
+
+    def __init__(self, cli: Mapping[str, Any], job: JobSpec, site: SiteConfig, part: str, eff: Partition):
+        self.cli, self.job, self.site, self.part, self.eff = cli, job, site, part, eff
+        self.provenance: dict[str, str] = {}
+
+    def pick(self, key: str, setting: str | None = None, default: Any = None) -> Any:
+        if key in self.cli:
+            self.provenance[key] = CLI
+            return self.cli[key]
+        if key in self.job.model_fields_set and getattr(self.job, key) is not None:
+            self.provenance[key] = JOB
+            return getattr(self.job, key)
+        if setting is not None:
+            src = self.site.partition_source(self.part, setting)
+            if src is not None:
+                value: Any = self.eff
+                for part in setting.split("."):
+                    value = getattr(value, part)
+                if value is not None:
+                    self.provenance[key] = f"partition {self.part}" if src == "partition" else "site defaults"
+                    return value
+        if default is not None:
+            self.provenance[key] = BUILTIN
+        return default
+
+    def setting_source(self, setting: str) -> str:
+        src = self.site.partition_source(self.part, setting)
+        if src == "partition":
+            return f"partition {self.part}"
+        return "site defaults" if src == "site" else BUILTIN
+
+
+def apply_overrides(spec: JobSpec, overrides: Mapping[str, Any]) -> tuple[JobSpec, dict[str, Any]]:
+    """Validate CLI overrides as job fields; returns the merged spec and the validated overrides."""
+    if not overrides:
+        return spec, {}
+    unknown = sorted(set(overrides) - set(JobSpec.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"--set {unknown[0]}: unknown job field (valid: {', '.join(sorted(JobSpec.model_fields))})"
+        )
+    data = spec.model_dump(exclude_unset=True)
+    data.update(overrides)
+    try:
+        merged = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"--set {p}" for p in describe_errors(JobSpec, exc))) from None
+    return merged, {k: getattr(merged, k) for k in overrides}
+
+
+def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None = None) -> ResolvedJob:
+    spec, cli = apply_overrides(spec, overrides or {})
+    _check_locked(spec, cli, site)
+
+    provenance: dict[str, str] = {}
+    gpus_requested = int(cli.get("gpus", spec.gpus) or 0)
+    if "partition" in cli:
+        partition, provenance["partition"] = cli["partition"], CLI
+    elif spec.partition is not None:
+        partition, provenance["partition"] = spec.partition, JOB
+    elif gpus_requested > 0 and site.gpu_partition is not None:
+        partition, provenance["partition"] = site.gpu_partition, "site gpu_partition (GPU job)"
+    else:
+        partition, provenance["partition"] = site.default_partition, "site default_partition"
+    if partition not in site.partitions:
+        raise ConfigError(f"partition {partition!r} is not defined by site {site.name!r} "
+                          f"(have: {', '.join(sorted(site.partitions))})")
+    eff = site.effective(partition)
+    p = _Picker(cli, spec, site, partition, eff)
+
+    nodes = int(p.pick("nodes", default=1))
+    ntasks = int(p.pick("ntasks", default=1))
+    cpus_per_task = p.pick("cpus_per_task", "cpus_per_task")
+    gpus = int(p.pick("gpus", default=0))
+    mem_gb = p.pick("mem_gb", "mem_gb")
+    time_min = p.pick("time_min", "time_min")
+    account = p.pick("account", "account")
+    qos = p.pick("qos", "qos")
+    mpi: MpiKind = p.pick("mpi", "mpi.default", default="none")
+    array = p.pick("array")
+    cleanenv = bool(p.pick("cleanenv", "runtime.cleanenv", default=False))
+    workdir = p.pick("workdir")
+    provenance.update(p.provenance)
+
+    _check_limits(partition, eff, nodes=nodes, ntasks=ntasks, cpus_per_task=cpus_per_task, gpus=gpus,
+                  mem_gb=mem_gb, time_min=time_min)
+    if site.policy.require_account and not account:
+        raise PolicyViolation(f"site {site.name!r} requires an account: set account in the job or --set account=…")
+    if site.policy.require_qos and not qos:
+        raise PolicyViolation(f"site {site.name!r} requires a QoS: set qos in the job or --set qos=…")
+
+    for label, value in (("partition", partition), ("account", account), ("qos", qos)):
+        if value is not None and not _SAFE_NAME.match(value):
+            raise ConfigError(f"{label} {value!r} may only contain letters, digits and . _ + -")
+    name = spec.name or _name_from_image(spec.image)
+    provenance["name"] = JOB if spec.name else "derived from image"
+    if "\n" in name or '"' in name:
+        raise ConfigError(f"job name {name!r} may not contain a newline or a double quote")
+
+    binds, unchecked = _merge_binds(eff, spec, site)
+    provenance["binds"] = "partition/site defaults + job spec" if eff.binds else JOB
+    env = {**eff.env, **spec.env}
+    launch_env = dict(eff.mpi.env) if (mpi != "none" and (ntasks > 1 or nodes > 1)) else {}
+
+    extra = tuple(spec.extra_sbatch)
+    for opt in extra:
+        flag = opt.split("=", 1)[0]
+        if flag in MANAGED_SBATCH:
+            raise ConfigError(f"extra_sbatch {opt!r} sets {flag}, which hpcjobs manages: use the job field instead")
+        if "\n" in opt or '"' in opt:
+            raise ConfigError(f"extra_sbatch {opt!r} may not contain a newline or a double quote")
+
+    mode, args = _entry(spec)
+    gpu_flag: GpuFlag | None = None
+    if gpus > 0:
+        gpu_flag = eff.gpu.flag or "nv"
+        provenance["gpu_flag"] = p.setting_source("gpu.flag")
+    runtime = eff.runtime.name or "apptainer"
+    provenance["runtime"] = p.setting_source("runtime.name")
+    output = spec.output or ("hpcjobs-%x-%A_%a.out" if array else "hpcjobs-%x-%j.out")
+    provenance["output"] = JOB if spec.output else BUILTIN
+    if "\n" in output or '"' in output:
+        raise ConfigError(f"output {output!r} may not contain a newline or a double quote")
+
+    return ResolvedJob(
+        name=name,
+        image=spec.image,
+        partition=partition,
+        nodes=nodes,
+        ntasks=ntasks,
+        cpus_per_task=cpus_per_task,
+        gpus=gpus,
+        mem_gb=mem_gb,
+        time_min=time_min,
+        mpi=mpi,
+        account=account,
+        qos=qos,
+        array=array,
+        output=output,
+        extra_sbatch=tuple(eff.sbatch) + extra,
+        mode=mode,
+        args=tuple(args),
+        binds=tuple(binds),
+        unchecked_bind_sources=tuple(unchecked),
+        env=env,
+        launch_env=launch_env,
+        workdir=workdir,
+        runtime=runtime,
+        runtime_binary=eff.runtime.binary,
+        runtime_flags=tuple(eff.runtime.flags) + tuple(spec.runtime_flags),
+        cleanenv=cleanenv,
+        gpu_flag=gpu_flag,
+        gpu_request=eff.gpu.request or "gpus",
+        gpu_type=eff.gpu.type,
+        mpirun=eff.mpi.mpirun or "mpirun",
+        site=site.name,
+        provenance=provenance,
+        image_ref=spec.image,
+    )
+
+
+def _check_locked(spec: JobSpec, cli: Mapping[str, Any], site: SiteConfig) -> None:
+    for key in site.policy.locked:
+        if key in cli or key in spec.model_fields_set:
+            raise PolicyViolation(f"site {site.name!r} does not let jobs set {key!r} (policy.locked)")
+
+
+def _check_limits(partition: str, eff: Partition, **asked: Any) -> None:
+    lim = eff.limits
+    checks = [
+        ("gpus", asked["gpus"], lim.max_gpus_per_node, "max_gpus_per_node"),
+        ("nodes", asked["nodes"], lim.max_nodes, "max_nodes"),
+        ("ntasks", asked["ntasks"], lim.max_ntasks, "max_ntasks"),
+        ("cpus_per_task", asked["cpus_per_task"], lim.max_cpus_per_task, "max_cpus_per_task"),
+        ("time_min", asked["time_min"], lim.max_time_min, "max_time_min"),
+        ("mem_gb", asked["mem_gb"], lim.max_mem_gb, "max_mem_gb"),
+    ]
+    for key, value, limit, limit_name in checks:
+        if value is None or limit is None or value <= limit:
+            continue
+        if key == "gpus" and limit == 0:
+            raise LimitExceeded(
+                f"partition {partition!r} has no GPUs (limits.max_gpus_per_node = 0) but the job asks for "
+                f"gpus={value}: choose a GPU partition"
+            )
+        raise LimitExceeded(
+            f"partition {partition!r} allows at most {limit_name.removeprefix('max_')} = {limit} "
+            f"(limits.{limit_name}) but the job asks for {key}={value}"
+        )
+
+
+def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig) -> tuple[list[Bind], list[str]]:
+    binds = list(eff.binds) + list(spec.binds)
+    seen: dict[str, Bind] = {}
+    for b in binds:
+        if b.dst in seen:
+            raise BindError(
+                f"two binds share the destination {b.dst!r}: {seen[b.dst].spec()} and {b.spec()} "
+                "(partition default binds count too)"
+            )
+        seen[b.dst] = b
+    for b in spec.binds:
+        src = posixpath.normpath(b.src)
+        for denied in site.policy.deny_bind_sources:
+            d = posixpath.normpath(denied)
+            if src == d or src.startswith(d.rstrip("/") + "/") or d == "/":
+                raise PolicyViolation(f"bind source {b.src!r} is not allowed by site policy (deny_bind_sources: {denied})")
+    unchecked = [
+        b.src for b in binds
+        if any(b.src == n or b.src.startswith(n.rstrip("/") + "/") for n in eff.node_local_paths)
+    ]  # fmt: skip
+    return binds, unchecked
+
+
+def _entry(spec: JobSpec) -> tuple[Mode, list[str]]:
+    """Docker/Compose semantics for entrypoint and command."""
+    if spec.entrypoint is not None:
+        program = list(spec.entrypoint) + list(spec.command or [])
+        if not program:
+            raise ConfigError("entrypoint is empty and there is no command: nothing to run")
+        return "exec", program
+    if spec.command is not None:
+        return "run", list(spec.command)
+    return "run", []
+
+
+def _name_from_image(image: str) -> str:
+    base = image.rstrip("/").rsplit("/", 1)[-1]
+    base = base.split("@", 1)[0].split(":", 1)[0]
+    for ext in (".sif", ".tar", ".oci", ".docker"):
+        base = base.removesuffix(ext)
+    cleaned = re.sub(r"[^A-Za-z0-9_.+-]", "-", base).strip("-.")
+    return cleaned or "hpcjobs"

@@ -1,0 +1,1 @@
+"""Container runtimes (plugins): each turns a ResolvedJob into the container command argv."""

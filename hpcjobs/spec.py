@@ -1,0 +1,95 @@
+"""The job spec: the fields a user writes, in Python (ContainerJob) or YAML (hpcjobs submit)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from hpcjobs.models import Bind, MpiKind, NonNegInt, PosFloat, PosInt, StrictModel
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?$")
+
+
+class JobSpec(StrictModel):
+    """What to run and what it needs. Unset fields come from the partition, then the site."""
+
+    image: str = Field(
+        min_length=1,
+        description="A .sif path or an OCI reference: docker://, oci-archive:, docker-archive:, oci:DIR.",
+    )
+    name: str | None = Field(None, description="Job name (default: from the image).")
+    entrypoint: list[str] | None = Field(
+        None, description="Replaces the image ENTRYPOINT (Docker semantics); a string is split like a shell."
+    )
+    command: list[str] | None = Field(
+        None, description="Replaces the image CMD (Docker semantics); a string is split like a shell."
+    )
+    partition: str | None = None
+    nodes: PosInt | None = None
+    ntasks: PosInt | None = Field(None, description="Tasks in total (MPI ranks).")
+    cpus_per_task: PosInt | None = None
+    gpus: NonNegInt | None = Field(None, description="GPUs per node.")
+    mem_gb: PosFloat | None = Field(None, description="Memory per node in GB.")
+    time_min: PosInt | None = Field(None, description="Wall time in minutes.")
+    mpi: MpiKind | None = Field(None, description="pmix, pmi2, mpirun or none (default: the partition's).")
+    binds: list[Bind] = Field(default_factory=list, description="SRC:DST[:ro|rw] strings or {src, dst, mode}.")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment inside the container.")
+    workdir: str | None = Field(None, description="Working directory inside the container.")
+    array: str | None = Field(None, description="Slurm array, e.g. 0-9 or 1,3,5%2.")
+    account: str | None = None
+    qos: str | None = None
+    extra_sbatch: list[str] = Field(default_factory=list, description="More sbatch options, e.g. --exclusive.")
+    runtime_flags: list[str] = Field(default_factory=list, description="Extra container runtime flags.")
+    cleanenv: bool | None = Field(None, description="Start the container with a clean environment.")
+    output: str | None = Field(None, description="Log file (Slurm filename pattern); default hpcjobs-%x-%j.out.")
+
+    @field_validator("entrypoint", "command", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import shlex
+
+            # Compose splits a string command/entrypoint like a POSIX shell would
+            return shlex.split(value)
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _scalar_str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"environment variable name {key!r} is not a valid name")
+        return value
+
+    @field_validator("array")
+    @classmethod
+    def _array(cls, value: str | None) -> str | None:
+        if value is not None and not _ARRAY.match(value):
+            raise ValueError(f"array {value!r} is not Slurm array syntax (e.g. 0-9, 1,3,5, 0-15:4%2)")
+        return value
+
+    @field_validator("extra_sbatch", "runtime_flags")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        for opt in value:
+            if not opt.startswith("-"):
+                raise ValueError(f"{opt!r} is not an option (must start with '-')")
+        return value
+
+
+def _scalar_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
