@@ -1,0 +1,132 @@
+"""The Python API: ``ContainerJob`` (a job spec that can render and submit itself) and ``Job``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcjobs.spec import JobSpec
+
+if TYPE_CHECKING:
+    from hpcjobs.config.site import SiteConfig
+    from hpcjobs.resolve import ResolvedJob
+    from hpcjobs.runner import Runner
+    from hpcjobs.schedulers.base import JobStatus, Scheduler
+
+
+
+def load_site_arg(site: SiteConfig | str | os.PathLike[str] | None) -> SiteConfig:
+    from hpcjobs.config.loader import load_site
+    from hpcjobs.config.site import SiteConfig
+
+    if isinstance(site, SiteConfig):
+        return site
+    return load_site(site)
+
+
+class ContainerJob(JobSpec):
+    """A container workload. Unset fields come from the site's partition profile.
+
+    >>> job = ContainerJob(image="docker://python:3.12", command=["python", "-c", "print(1)"], gpus=1)
+    >>> job.submit().wait()                                             # doctest: +SKIP
+    """
+
+    def resolve(
+        self, site: SiteConfig | str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> ResolvedJob:
+        from hpcjobs.resolve import resolve
+
+        return resolve(self, load_site_arg(site), overrides)
+
+    def render(
+        self,
+        site: SiteConfig | str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        explain: bool = False,
+    ) -> str:
+        """The sbatch script, as it would be submitted (image references are not converted here)."""
+        from hpcjobs.render import render
+
+        return render(self.resolve(site, overrides), explain=explain)
+
+    def submit(
+        self,
+        site: SiteConfig | str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        runner: Runner | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Job:
+        return submit(self, site, overrides, scheduler=scheduler, runner=runner, cwd=cwd)
+
+
+def prepare(
+    spec: JobSpec,
+    site: SiteConfig,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    runner: Runner | None = None,
+    scheduler: Scheduler | None = None,
+) -> ResolvedJob:
+    """resolve → host checks → image preparation: everything before render."""
+    from hpcjobs.images import prepare_job
+    from hpcjobs.preflight import check_bind_sources
+    from hpcjobs.resolve import resolve
+
+    job = resolve(spec, site, overrides)
+    check_bind_sources(job)
+    return prepare_job(job, site, runner=runner, scheduler=scheduler)
+
+
+def submit(
+    spec: JobSpec,
+    site: SiteConfig | str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    scheduler: Scheduler | None = None,
+    runner: Runner | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Job:
+    from hpcjobs.render import render
+    from hpcjobs.schedulers import get_scheduler
+
+    sched = scheduler or get_scheduler(runner)
+    job = prepare(spec, load_site_arg(site), overrides, runner=runner, scheduler=sched)
+    job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
+    return Job(job_id, sched)
+
+
+@dataclass
+class Job:
+    """A submitted job."""
+
+    job_id: str
+    scheduler: Scheduler
+
+    def status(self) -> JobStatus:
+        return self.scheduler.status([self.job_id])[self.job_id]
+
+    def wait(self, *, poll_s: float = 1.0, timeout_s: float | None = None) -> JobStatus:
+        return self.scheduler.wait([self.job_id], poll_s=poll_s, timeout_s=timeout_s)[self.job_id]
+
+    def cancel(self) -> None:
+        self.scheduler.cancel([self.job_id])
+
+    def log_path(self) -> str | None:
+        return self.scheduler.log_path(self.job_id)
+
+    def logs(self) -> str:
+        from hpcjobs.errors import HpcjobsError
+
+        path = self.log_path()
+        if path is None:
+            raise HpcjobsError(f"job {self.job_id}: Slurm no longer reports its output file")
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raise HpcjobsError(f"job {self.job_id}: output file {path} does not exist (yet)") from None

@@ -1,0 +1,244 @@
+"""The ``hpcjobs`` command line. HpcjobsError → one line on stderr, exit 2; anything else keeps its traceback.
+
+Sub-command modules are imported only when used, so ``hpcjobs --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from hpcjobs._version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# name → (module, attribute, short help); loaded on first use
+_LAZY_GROUPS = {
+    "images": ("hpcjobs.cli_images", "images", "Convert, list, inspect and clean cached SIF images."),
+    "site": ("hpcjobs.cli_site", "site", "Validate, publish, discover and explain site configs."),
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_GROUPS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_GROUPS:
+            module, attr, _ = _LAZY_GROUPS[cmd_name]
+            cmd: click.Command = getattr(importlib.import_module(module), attr)
+            return cmd
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(n, c.get_short_help_str(60)) for n, c in self.commands.items()]
+        rows += [(n, h) for n, (_, _, h) in _LAZY_GROUPS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+def _site_option(f: F) -> F:
+    return click.option(
+        "--site",
+        "site_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Site config (default: $HPCJOBS_SITE, ~/.config/hpcjobs/site.yaml, /etc/hpcjobs/site.yaml).",
+    )(f)
+
+
+def _set_option(f: F) -> F:
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a job field (highest precedence); VALUE is read as YAML, e.g. gpus=1, command='[a, b]'.",
+    )(f)
+
+
+def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    from hpcjobs.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        if key in ("name", "account", "qos", "partition", "image", "workdir", "array", "output") and value is not None:
+            value = raw  # text fields stay text ("007" is not 7)
+        out[key.strip()] = value
+    return out
+
+
+def _site_path(ctx: click.Context, site_path: str | None) -> str | None:
+    if site_path:
+        return site_path
+    obj = ctx.find_root().obj
+    return obj.get("site_path") if isinstance(obj, dict) else None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hpcjobs")
+@_site_option
+@click.pass_context
+def main_group(ctx: click.Context, site_path: str | None) -> None:
+    """Turn a container workload into a correct Slurm batch job running in Apptainer."""
+    ctx.ensure_object(dict)
+    ctx.obj["site_path"] = site_path
+
+
+@main_group.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@_site_option
+@_set_option
+@click.option("--explain", is_flag=True, help="Annotate every directive and flag with where it came from.")
+@click.pass_context
+def render(ctx: click.Context, job_file: str, site_path: str | None, sets: tuple[str, ...], explain: bool) -> None:
+    """Print the sbatch script for JOB_FILE (nothing is converted or submitted)."""
+    from hpcjobs.api import load_site_arg
+    from hpcjobs.jobfile import load_job_file
+    from hpcjobs.render import render as render_script
+    from hpcjobs.resolve import resolve
+
+    spec = load_job_file(job_file)
+    job = resolve(spec, load_site_arg(_site_path(ctx, site_path)), parse_sets(sets))
+    click.echo(render_script(job, explain=explain), nl=False)
+
+
+@main_group.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@_site_option
+@_set_option
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; exit with its exit code.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of the job id.")
+@click.option("--poll-s", type=float, default=1.0, show_default=True, help="Seconds between polls with --wait.")
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    job_file: str,
+    site_path: str | None,
+    sets: tuple[str, ...],
+    wait_: bool,
+    as_json: bool,
+    poll_s: float,
+) -> None:
+    """Submit JOB_FILE; print the job id."""
+    from hpcjobs.api import submit as submit_job
+    from hpcjobs.jobfile import load_job_file
+
+    job = submit_job(load_job_file(job_file), _site_path(ctx, site_path), parse_sets(sets))
+    if not wait_:
+        click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
+        return
+    if not as_json:
+        click.echo(job.job_id)
+    st = job.wait(poll_s=poll_s)
+    if as_json:
+        click.echo(json.dumps(_status_dict(st)))
+    else:
+        click.echo(f"{st.job_id} {st.state.name} exit={st.exit_code}", err=True)
+    ctx.exit(_exit_code_of(st))
+
+
+@main_group.command()
+@click.argument("job_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+def status(job_ids: tuple[str, ...], as_json: bool) -> None:
+    """Show the state of jobs (one Slurm query for all of them)."""
+    from hpcjobs.schedulers import get_scheduler
+
+    result = get_scheduler().status(list(job_ids))
+    if as_json:
+        click.echo(json.dumps([_status_dict(result[j]) for j in job_ids], indent=2))
+        return
+    for j in job_ids:
+        st = result[j]
+        code = "" if st.exit_code is None else str(st.exit_code)
+        click.echo(f"{j}\t{st.state.name}\t{code}\t{st.reason or ''}".rstrip())
+
+
+@main_group.command()
+@click.argument("job_id")
+@click.option("--poll-s", type=float, default=1.0, show_default=True)
+@click.option("--timeout-s", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def wait(ctx: click.Context, job_id: str, poll_s: float, timeout_s: float | None, as_json: bool) -> None:
+    """Wait for a job to end; exit with its exit code."""
+    from hpcjobs.schedulers import get_scheduler
+
+    st = get_scheduler().wait([job_id], poll_s=poll_s, timeout_s=timeout_s)[job_id]
+    click.echo(json.dumps(_status_dict(st)) if as_json else f"{job_id} {st.state.name} exit={st.exit_code}")
+    ctx.exit(_exit_code_of(st))
+
+
+@main_group.command()
+@click.argument("job_ids", nargs=-1, required=True)
+def cancel(job_ids: tuple[str, ...]) -> None:
+    """Cancel jobs."""
+    from hpcjobs.schedulers import get_scheduler
+
+    get_scheduler().cancel(list(job_ids))
+
+
+@main_group.command()
+@click.argument("job_id")
+def logs(job_id: str) -> None:
+    """Print a job's output file."""
+    from hpcjobs.api import Job
+    from hpcjobs.schedulers import get_scheduler
+
+    click.echo(Job(job_id, get_scheduler()).logs(), nl=False)
+
+
+def _status_dict(st: Any) -> dict[str, Any]:
+    return {
+        "job_id": st.job_id,
+        "state": st.state.name,
+        "exit_code": st.exit_code,
+        "reason": st.reason,
+        "raw_state": st.raw_state,
+    }
+
+
+def _exit_code_of(st: Any) -> int:
+    if st.state.name == "COMPLETED":
+        return 0
+    return st.exit_code if st.exit_code else 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from hpcjobs.errors import HpcjobsError
+
+    try:
+        rc = main_group.main(args=list(argv) if argv is not None else None, prog_name="hpcjobs", standalone_mode=False)
+    except HpcjobsError as exc:
+        message = " ".join(str(exc).split("\n"))
+        click.echo(f"hpcjobs: error: {message}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    if isinstance(rc, int) and rc != 0:
+        sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
