@@ -18,8 +18,11 @@ USER_PATH = "~/.config/hpcjobs/site.yaml"
 SYSTEM_PATH = "/etc/hpcjobs/site.yaml"
 
 
-def find_site_file(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """Lookup order: explicit path (--site) > $HPCJOBS_SITE > ~/.config/hpcjobs/site.yaml > /etc/hpcjobs/site.yaml."""
+def find_site_file(
+    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
+    """Lookup order: explicit path (--site) > $HPCJOBS_SITE > ~/.config/hpcjobs/site.yaml >
+    /etc/hpcjobs/site.yaml."""
     environ = os.environ if env is None else env
     if explicit:
         path = Path(explicit).expanduser()
@@ -39,7 +42,9 @@ def find_site_file(explicit: str | os.PathLike[str] | None = None, env: Mapping[
     )
 
 
-def load_site(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> SiteConfig:
+def load_site(
+    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> SiteConfig:
     path = find_site_file(explicit, env)
     try:
         text = path.read_text(encoding="utf-8")
@@ -50,7 +55,51 @@ def load_site(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, 
 
 def load_site_text(text: str, source: str = "<site>") -> SiteConfig:
     data = load_yaml_mapping(text, source)
+    return validate_site(data, source)
+
+
+def validate_site(data: Any, source: str) -> SiteConfig:
+    """Validate a site config mapping, ``plugins.<section>`` included, against the installed plugins.
+
+    Plugins are loaded only when the config has a ``plugins`` section. An unknown section is an
+    error, as an unknown key is anywhere else: install the plugin wherever the config is used.
+    """
+    if isinstance(data, dict) and data.get("plugins"):
+        validate_model(site_model_with_plugins(), data, source)
     return validate_model(SiteConfig, data, source)
+
+
+def site_model_with_plugins() -> type[SiteConfig]:
+    """SiteConfig with ``plugins`` typed by the sections that installed plugins declare
+    (hook ``hpcjobs_site_sections``); used for validation and for the JSON Schema."""
+    from pydantic import ConfigDict, Field, create_model
+
+    from hpcjobs.errors import PluginError
+    from hpcjobs.plugins import site_sections
+
+    doc = "Settings for plugins, one section per plugin."
+    fields: dict[str, Any] = {}
+    for section, (plugin, section_model) in sorted(site_sections().items()):
+        if not (isinstance(section_model, type) and issubclass(section_model, BaseModel)):
+            raise PluginError(
+                f"plugin {plugin!r}: site section {section!r} is not a pydantic model: {section_model!r}"
+            )
+        fields[section] = (section_model | None, Field(None, description=_section_doc(plugin, section_model)))
+    sections: type[BaseModel] = create_model(
+        "PluginSections", __config__=ConfigDict(extra="forbid", frozen=True), __doc__=doc, **fields
+    )
+    model: type[SiteConfig] = create_model(
+        "SiteConfig",
+        __base__=SiteConfig,
+        __doc__=SiteConfig.__doc__,
+        plugins=(sections, Field(default_factory=sections, description=doc)),
+    )
+    return model
+
+
+def _section_doc(plugin: str, model: type[BaseModel]) -> str:
+    doc = (model.__doc__ or "").strip().split("\n\n", 1)[0]
+    return " ".join(f"{doc} (plugin {plugin})".split()) if doc else f"Settings of plugin {plugin}."
 
 
 def load_yaml_mapping(text: str, source: str) -> dict[str, Any]:
@@ -87,17 +136,79 @@ def describe_errors(model: type[BaseModel], exc: ValidationError) -> list[str]:
         loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         path = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            valid = _valid_keys(model, err["loc"][:-1])
+            parent = err["loc"][:-1]
+            valid = _valid_keys(model, parent)
+            if _is_plugin_sections(model, parent):
+                have = ", ".join(valid) if valid else "none"
+                lines.append(f"{path}: no installed plugin reads this section (installed sections: {have})")
+                continue
             hint = f" (valid keys: {', '.join(valid)})" if valid else ""
             lines.append(f"{path}: unknown key{hint}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            got = err.get("input")
-            shown = "" if isinstance(got, dict | list) or err["type"].startswith("value_error") else f" (got {got!r})"
-            lines.append(f"{path}: {msg}{shown}")
+            lines.append(f"{path}: {_expected(err)}")
     return lines
+
+
+_EXPECTED = {
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+}
+
+
+_OPS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _expected(err: Any) -> str:
+    """What was expected, in words a YAML author knows, and what was found."""
+    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "model_type" and ctx.get("class_name") == "Bind":
+        what = "a bind: 'SRC[:DST][:ro|rw]' or a mapping with src, dst, mode"
+    elif kind in _EXPECTED:
+        what = _EXPECTED[kind]
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = _OPS[kind]
+        bound = next(iter(ctx.values()), "?")
+        number = "a number" if isinstance(bound, float) else "an integer"
+        what = f"{number} {op} {bound:g}" if isinstance(bound, int | float) else f"{number} {op} {bound}"
+    elif kind == "literal_error":
+        what = str(ctx.get("expected", "?"))
+    elif kind == "string_too_short":
+        what = "a non-empty string"
+    elif kind == "too_short":
+        what = f"at least {ctx.get('min_length', 1)} item(s)"
+    else:  # validators' own messages say what is wrong
+        return str(err["msg"]).removeprefix("Value error, ")
+    return f"expected {what}, got {_shown(got)}"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value) if value else "an empty string"
+    return repr(value)
+
+
+def _is_plugin_sections(model: type[BaseModel], parent: tuple[int | str, ...]) -> bool:
+    return issubclass(model, SiteConfig) and tuple(parent) == ("plugins",)
 
 
 def _valid_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:

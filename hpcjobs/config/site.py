@@ -6,9 +6,12 @@ over the site defaults; scalars are replaced, lists and maps add up.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import posixpath
+import re
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hpcjobs.models import (
     Bind,
@@ -20,6 +23,58 @@ from hpcjobs.models import (
     PosInt,
     StrictModel,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+M = TypeVar("M", bound=BaseModel)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PARTITION_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def _env_values(value: Any) -> Any:
+    """Numbers and booleans in YAML become strings (``OMP_NUM_THREADS: 1``), as in the job spec."""
+    if isinstance(value, dict):
+        return {k: _scalar_str(v) for k, v in value.items()}
+    return value
+
+
+def _scalar_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _env_names(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _ENV_NAME.match(key):
+            raise ValueError(f"environment variable name {key!r} is not a valid name")
+    return value
+
+
+def _options(value: list[str], what: str) -> list[str]:
+    for opt in value:
+        if not opt.startswith("-"):
+            raise ValueError(f"{what} {opt!r} is not an option (must start with '-')")
+        if "\n" in opt:
+            raise ValueError(f"{what} {opt!r} may not contain a newline")
+    return value
+
+
+def _problems(title: str, problems: Sequence[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
+    """A ValidationError whose problems carry their own key paths (below the model that raises it)."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{msg}", {"msg": msg}), loc=loc, input=value
+            )
+            for loc, msg, value in problems
+        ],
+    )
 
 
 class Limits(StrictModel):
@@ -36,6 +91,8 @@ class Limits(StrictModel):
 
 
 class GpuSettings(StrictModel):
+    """How GPUs are asked of Slurm and handed to the container."""
+
     flag: GpuFlag | None = Field(
         None, description="Runtime GPU flag used when GPUs are requested: nv, nvccli, rocm or none."
     )
@@ -46,6 +103,8 @@ class GpuSettings(StrictModel):
 
 
 class RuntimeSettings(StrictModel):
+    """The container runtime and the flags every container gets."""
+
     name: str | None = Field(None, description="Container runtime plugin: apptainer or singularity.")
     binary: str | None = Field(None, description="Runtime executable (default: the plugin's).")
     flags: list[str] = Field(default_factory=list, description="Extra flags for every run/exec.")
@@ -53,22 +112,39 @@ class RuntimeSettings(StrictModel):
         None, description="Start containers with --cleanenv (launch variables are still forwarded)."
     )
 
+    @field_validator("flags")
+    @classmethod
+    def _flags(cls, value: list[str]) -> list[str]:
+        return _options(value, "runtime flag")
+
 
 class MpiSettings(StrictModel):
+    """How multi-task jobs are launched (hybrid model: one container per task)."""
+
     default: MpiKind | None = Field(None, description="MPI launch when a job names none.")
     env: dict[str, str] = Field(
         default_factory=dict, description="Environment for MPI launches, e.g. PMIX_MCA_gds: hash."
     )
     mpirun: str | None = Field(None, description="mpirun executable for mpi: mpirun.")
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_before(cls, value: Any) -> Any:
+        return _env_values(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env_check(cls, value: dict[str, str]) -> dict[str, str]:
+        return _env_names(value)
+
 
 class Settings(StrictModel):
     """Settings allowed both site-wide (``defaults``) and per partition."""
 
-    limits: Limits = Field(default_factory=Limits)
-    gpu: GpuSettings = Field(default_factory=GpuSettings)
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
-    mpi: MpiSettings = Field(default_factory=MpiSettings)
+    limits: Limits = Field(default_factory=Limits, description="Hard limits on what a job may request.")
+    gpu: GpuSettings = Field(default_factory=GpuSettings, description="GPU request and runtime flag.")
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Container runtime.")
+    mpi: MpiSettings = Field(default_factory=MpiSettings, description="MPI launch.")
     binds: list[Bind] = Field(default_factory=list, description="Binds every job gets.")
     node_local_paths: list[str] = Field(
         default_factory=list,
@@ -84,12 +160,41 @@ class Settings(StrictModel):
     account: str | None = Field(None, description="Default Slurm account.")
     qos: str | None = Field(None, description="Default QoS.")
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_before(cls, value: Any) -> Any:
+        return _env_values(value)
+
+    @field_validator("env")
+    @classmethod
+    def _env_check(cls, value: dict[str, str]) -> dict[str, str]:
+        return _env_names(value)
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch(cls, value: list[str]) -> list[str]:
+        from hpcjobs.resolve import MANAGED_SBATCH
+
+        for opt in _options(value, "sbatch option"):
+            flag = opt.split("=", 1)[0]
+            if flag in MANAGED_SBATCH:
+                raise ValueError(
+                    f"sbatch option {opt!r} sets {flag}, which hpcjobs manages: use the setting instead"
+                )
+            if '"' in opt:
+                raise ValueError(f"sbatch option {opt!r} may not contain a double quote")
+        return value
+
 
 class Partition(Settings):
-    description: str | None = None
+    """A partition's profile: every setting of ``defaults``, laid over them, plus a description."""
+
+    description: str | None = Field(None, description="What the partition is for, shown by `site show`.")
 
 
 class ImageCacheSettings(StrictModel):
+    """Where OCI images converted to SIF are kept, and where they are converted."""
+
     cache_dir: str | None = Field(
         None, description="Writable cache (shared per site, or per user). Default: ~/.cache/hpcjobs/images."
     )
@@ -100,11 +205,16 @@ class ImageCacheSettings(StrictModel):
     convert_on: Literal["submit", "slurm"] = Field(
         "submit", description="Convert on the submitting host, or as a Slurm job the workload depends on."
     )
-    build_partition: str | None = Field(None, description="Partition for conversion jobs (convert_on: slurm).")
+    build_partition: str | None = Field(
+        None, description="Partition for conversion jobs (convert_on: slurm)."
+    )
     build_time_min: PosInt = Field(60, description="Time limit of a conversion job.")
 
 
 class Policy(StrictModel):
+    """Rules for users' jobs. They are guard rails in hpcjobs, not a security boundary: a user can
+    always write an sbatch script by hand. Enforce hard limits in Slurm and apptainer.conf."""
+
     deny_bind_sources: list[str] = Field(
         default_factory=list, description="Host paths (and everything below them) users may not bind."
     )
@@ -115,42 +225,113 @@ class Policy(StrictModel):
     require_account: bool = Field(False, description="Every job must name an account.")
     require_qos: bool = Field(False, description="Every job must name a QoS.")
 
+    @field_validator("deny_bind_sources")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} is not an absolute path")
+        return value
+
+    @field_validator("locked")
+    @classmethod
+    def _job_fields(cls, value: list[str]) -> list[str]:
+        from hpcjobs.spec import JobSpec
+
+        valid = sorted(set(JobSpec.model_fields) - {"image"})
+        for key in value:
+            if key not in valid:
+                raise ValueError(f"{key!r} is not a job field that can be locked (valid: {', '.join(valid)})")
+        return value
+
+    def denied_bind_source(self, src: str) -> str | None:
+        """The ``deny_bind_sources`` entry that covers host path ``src``, or None.
+
+        Pure: ``src`` is normalised lexically (``//etc/./munge/..`` is ``/etc``); a caller that may
+        touch the file system should pass ``os.path.realpath(src)`` too, to see through symlinks.
+        """
+        path = _norm(src)
+        for denied in self.deny_bind_sources:
+            d = _norm(denied)
+            if d == "/" or path == d or path.startswith(d + "/"):
+                return denied
+        return None
+
+
+def _norm(path: str) -> str:
+    # posixpath.normpath keeps a leading '//' (POSIX leaves it implementation-defined; Linux: '/')
+    return "/" + posixpath.normpath(path).lstrip("/") if path.startswith("/") else posixpath.normpath(path)
+
 
 class SiteConfig(StrictModel):
+    """A site config: site-wide defaults, partition profiles, image cache, policy and plugin settings."""
+
     name: str = Field(description="Short site name, shown in scripts and messages.")
     default_partition: str = Field(description="Partition used when a job names none.")
     gpu_partition: str | None = Field(
         None, description="Partition for GPU jobs that name none (else default_partition)."
     )
     defaults: Settings = Field(default_factory=Settings, description="Site-wide defaults.")
-    partitions: dict[str, Partition] = Field(min_length=1)
-    images: ImageCacheSettings = Field(default_factory=ImageCacheSettings)
-    policy: Policy = Field(default_factory=Policy)
+    partitions: dict[str, Partition] = Field(
+        min_length=1, description="Partition profiles by Slurm partition name, laid over `defaults`."
+    )
+    images: ImageCacheSettings = Field(default_factory=ImageCacheSettings, description="Image cache.")
+    policy: Policy = Field(default_factory=Policy, description="Rules for users' jobs.")
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Settings for plugins, one section per plugin."
     )
 
     @model_validator(mode="after")
     def _check_partitions(self) -> SiteConfig:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         names = sorted(self.partitions)
-        if self.default_partition not in self.partitions:
-            raise ValueError(
-                f"default_partition {self.default_partition!r} is not a partition (have: {', '.join(names)})"
-            )
-        if self.gpu_partition is not None and self.gpu_partition not in self.partitions:
-            raise ValueError(f"gpu_partition {self.gpu_partition!r} is not a partition (have: {', '.join(names)})")
-        if self.images.build_partition is not None and self.images.build_partition not in self.partitions:
-            raise ValueError(
-                f"images.build_partition {self.images.build_partition!r} is not a partition "
-                f"(have: {', '.join(names)})"
-            )
-        for where, settings in [("defaults", self.defaults), *((f"partitions.{n}", p) for n, p in self.partitions.items())]:
-            seen: set[str] = set()
-            for b in settings.binds:
+        have = f"(have: {', '.join(names)})"
+        for name in names:
+            if not _PARTITION_NAME.match(name):
+                problems.append((("partitions", name), "a partition name may only contain letters, digits "
+                                 "and . _ + -", name))
+        for loc, value in (
+            (("default_partition",), self.default_partition),
+            (("gpu_partition",), self.gpu_partition),
+            (("images", "build_partition"), self.images.build_partition),
+        ):
+            if value is not None and value not in self.partitions:
+                problems.append((loc, f"{value!r} is not a partition {have}", value))
+        layers: list[tuple[tuple[str, ...], Settings]] = [(("defaults",), self.defaults)]
+        layers += [(("partitions", n), p) for n, p in self.partitions.items()]
+        for where, settings in layers:
+            seen: dict[str, int] = {}
+            for i, b in enumerate(settings.binds):
                 if b.dst in seen:
-                    raise ValueError(f"{where}.binds: duplicate destination {b.dst!r}")
-                seen.add(b.dst)
+                    first = ".".join([*where, "binds", str(seen[b.dst])])
+                    msg = f"duplicate destination {b.dst!r} (also {first})"
+                    problems.append(((*where, "binds", i), msg, b.dst))
+                seen.setdefault(b.dst, i)
+        if problems:
+            raise _problems(type(self).__name__, problems)
+        for name in names:
+            problems += self._check_defaults_within_limits(name)
+        gpu_part = self.gpu_partition
+        if gpu_part is not None and self.effective(gpu_part).limits.max_gpus_per_node == 0:
+            msg = f"partition {gpu_part!r} has no GPUs (limits.max_gpus_per_node = 0)"
+            problems.append((("gpu_partition",), msg, gpu_part))
+        if problems:
+            raise _problems(type(self).__name__, problems)
         return self
+
+    def _check_defaults_within_limits(self, name: str) -> list[tuple[tuple[str | int, ...], str, Any]]:
+        """A default above a limit would make every job that relies on it fail: say so at load time."""
+        eff = self.effective(name)
+        out: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for key, limit_name in (("time_min", "max_time_min"), ("mem_gb", "max_mem_gb"),
+                                ("cpus_per_task", "max_cpus_per_task")):
+            value, limit = getattr(eff, key), getattr(eff.limits, limit_name)
+            if value is None or limit is None or value <= limit:
+                continue
+            layer = ("partitions", name) if key in self.partitions[name].model_fields_set else ("defaults",)
+            msg = f"default {value} is above partitions.{name} limits.{limit_name} = {limit}"
+            out.append(((*layer, key), msg, value))
+        return out
 
     def effective(self, partition: str) -> Partition:
         """The partition's settings laid over the site defaults (scalars replace; lists, maps add)."""
@@ -165,6 +346,32 @@ class SiteConfig(StrictModel):
         if _is_set(self.defaults, dotted):
             return "site"
         return None
+
+
+    def item_sources(self, partition: str) -> dict[str, str]:
+        """Where each item of the partition's effective lists and maps comes from: 'partition' or 'site'.
+
+        Keys: ``binds:DST``, ``env:NAME``, ``mpi.env:NAME``, ``sbatch:OPTION``, ``runtime.flags:FLAG``,
+        ``node_local_paths:PATH``.
+        """
+        out: dict[str, str] = {}
+        for layer, settings in (("site", self.defaults), ("partition", self.partitions[partition])):
+            # the partition comes second: its binds (by destination) and variables replace the site's
+            for b in settings.binds:
+                out[f"binds:{b.dst}"] = layer
+            for key in settings.env:
+                out[f"env:{key}"] = layer
+            for key in settings.mpi.env:
+                out[f"mpi.env:{key}"] = layer
+            for items, prefix in ((settings.sbatch, "sbatch"), (settings.runtime.flags, "runtime.flags"),
+                                  (settings.node_local_paths, "node_local_paths")):
+                for item in items:
+                    out.setdefault(f"{prefix}:{item}", layer)  # list items add up; the first one stays
+        return out
+
+    def plugin_settings(self, section: str, model: type[M]) -> M:
+        """The ``plugins.<section>`` settings as ``model`` (the loader validated them already)."""
+        return model.model_validate(self.plugins.get(section) or {})
 
 
 def _is_set(model: StrictModel, dotted: str) -> bool:
