@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Sequence
 
 from hpcjobs._version import __version__
+from hpcjobs.errors import ConfigError
 from hpcjobs.plugins import get_launcher, get_runtime
 from hpcjobs.resolve import ResolvedJob
 
@@ -31,12 +32,22 @@ def sh_join(argv: Sequence[str]) -> str:
     return " ".join(sh_quote(a) for a in argv)
 
 
+# Verified on apptainer 1.4.5: its env injection turns CRLF into LF and fails on U+0080/U+0081.
+UNCARRIABLE_ENV = {"\r\n": "CR LF", "\x80": "U+0080", "\x81": "U+0081"}
+
+
 def container_env_value(value: str) -> str:
     """Escape a value for ``APPTAINERENV_*``.
 
     Apptainer writes it into the container as ``export K="value"`` (escaping only '"'), so
     ``$``, backticks and backslashes would be evaluated; escape those three so it arrives literally.
     """
+    for bad, what in UNCARRIABLE_ENV.items():
+        if bad in value:
+            raise ConfigError(
+                f"environment value {value!r} contains {what}, which Apptainer's environment injection "
+                "cannot carry unchanged; refusing rather than passing a different value"
+            )
     return value.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
 
 

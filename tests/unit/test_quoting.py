@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcjobs.config import load_site_text
-from hpcjobs.render import container_env_value, render, sh_join, sh_quote
+from hpcjobs.errors import ConfigError
+from hpcjobs.render import UNCARRIABLE_ENV, container_env_value, render, sh_join, sh_quote
 from hpcjobs.resolve import resolve
 from hpcjobs.spec import JobSpec
 from tests.strategies import hostile_args, hostile_text
@@ -84,6 +85,10 @@ def test_entrypoint_and_workdir_arrive(stub: Path, tmp_path: Path, entry: list[s
 @given(value=hostile_text)
 def test_env_reaches_runtime_escaped_for_apptainer(stub: Path, tmp_path: Path, value: str) -> None:
     site = load_site_text(_site(stub))
+    if any(bad in value for bad in UNCARRIABLE_ENV):
+        with pytest.raises(ConfigError, match="cannot carry"):
+            render(resolve(JobSpec(image="/img/x.sif", env={"HOSTILE": value}), site))
+        return
     job = resolve(JobSpec(image="/img/x.sif", env={"HOSTILE": value}), site)
     got = _run_script(render(job), tmp_path)
     env = got["env"]
@@ -99,6 +104,13 @@ def test_sh_join_round_trips_through_bash(args: list[str]) -> None:
     line = "set -- " + sh_join(args) + '\nprintf "%s\\0" "$@"'
     again = subprocess.run(["bash", "-c", line], capture_output=True, check=True)
     assert again.stdout == proc.stdout
+
+
+@pytest.mark.parametrize("value", ["a\r\nb", "\x80", "x\x81y"])
+def test_env_values_apptainer_cannot_carry_are_refused(stub: Path, value: str) -> None:
+    site = load_site_text(_site(stub))
+    with pytest.raises(ConfigError, match="cannot carry"):
+        render(resolve(JobSpec(image="/img/x.sif", env={"V": value}), site))
 
 
 def test_sh_quote_examples() -> None:
