@@ -46,11 +46,21 @@ def load_site(
     explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> SiteConfig:
     path = find_site_file(explicit, env)
+    return load_site_text(read_text(path, "site config"), str(path))
+
+
+def read_text(path: Path, what: str) -> str:
+    """The file's text; a missing, unreadable or non-UTF-8 file is a ConfigError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, not a {what}") from exc
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read site config: {exc.strerror}") from exc
-    return load_site_text(text, str(path))
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a {what}?") from exc
 
 
 def load_site_text(text: str, source: str = "<site>") -> SiteConfig:
@@ -104,17 +114,37 @@ def _section_doc(plugin: str, model: type[BaseModel]) -> str:
 
 def load_yaml_mapping(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise ConfigError(f"{source}{where}: invalid YAML: {problem}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {_shown(data)}")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' merges; explicit keys may override merged ones
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key; the base class reports it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first + 1})", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
 
 
 M = TypeVar("M", bound=BaseModel)
