@@ -7,7 +7,7 @@ quotes, ``$``, ``;`` or newlines arrives in the container byte-for-byte.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hpcjobs._version import __version__
 from hpcjobs.errors import ConfigError
@@ -90,9 +90,9 @@ def sbatch_directives(job: ResolvedJob) -> list[tuple[str, str | None]]:
     d.append((f"--output={directive_value(job.output)}", "output"))
     if job.dependency is not None:
         d.append((f"--dependency={job.dependency}", "dependency"))
-    for opt in job.extra_sbatch:
+    for i, opt in enumerate(job.extra_sbatch):
         name, sep, val = opt.partition("=")
-        d.append((f"{name}{sep}{directive_value(val)}" if sep else opt, "extra_sbatch"))
+        d.append((f"{name}{sep}{directive_value(val)}" if sep else opt, f"extra_sbatch[{i}]"))
     return d
 
 
@@ -105,7 +105,7 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
     def note(key: str | None) -> str:
         if not explain or key is None:
             return ""
-        return f"  # <- {prov.get(key, 'built-in default')}"
+        return f"  # <- {_directive_source(job, key)}"
 
     lines = [
         "#!/bin/bash",
@@ -117,26 +117,38 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
     if job.image_digest:
         lines.append(f"# image digest: {job.image_digest}")
         lines.append(f"# image file: {_comment(job.image)}")
+    if explain:
+        lines.append("# --explain: '<- SOURCE' after a line says where its value came from;")
+        lines.append(f"# precedence: {PRECEDENCE}.")
     lines += [f"#SBATCH {opt}{note(key)}" for opt, key in sbatch_directives(job)]
     lines.append("set -eo pipefail")
 
     for key, value in job.launch_env.items():
-        lines.append(f"export {key}={sh_quote(value)}{note('mpi') if explain else ''}")
+        why = f"  # <- {_source(prov, f'launch_env:{key}')} (mpi.env: {job.ntasks} tasks)" if explain else ""
+        lines.append(f"export {key}={sh_quote(value)}{why}")
     for key, value in job.env.items():
-        lines.append(f"export {runtime.env_prefix}{key}={sh_quote(container_env_value(value))}")
+        why = f"  # <- {_source(prov, f'env:{key}')} (env)" if explain else ""
+        lines.append(f"export {runtime.env_prefix}{key}={sh_quote(container_env_value(value))}{why}")
 
     container = runtime.argv(job)
     prefix = launcher.argv(job) if launcher is not None else []
+    wrapper: list[str] = []
     if job.cleanenv:
+        if explain:
+            kept = ", ".join(FORWARD_PATTERNS[:4])
+            lines.append(
+                f"# --cleanenv <- {_source(prov, 'cleanenv')}: launch variables ({kept}, "
+                "CUDA_VISIBLE_DEVICES, …) are still forwarded into the container"
+            )
         lines += _forward_function(runtime.env_prefix)
         if prefix:
             # per task: srun/mpirun set SLURM_PROCID, PMIX_RANK … for each task, after this script ran
-            container = ["bash", "-c", 'hpcjobs_forward_env && exec "$@"', "hpcjobs-task", *container]
+            wrapper = ["bash", "-c", 'hpcjobs_forward_env && exec "$@"', "hpcjobs-task"]
         else:
             lines.append("hpcjobs_forward_env")
     if explain:
-        lines += _explain_flags(job, runtime.name, launcher.name if launcher else None)
-    lines.append("exec " + sh_join([*prefix, *container]))
+        lines += _explain_command(job, prefix, wrapper, container, runtime.default_binary)
+    lines.append("exec " + sh_join([*prefix, *wrapper, *container]))
     return "\n".join(lines) + "\n"
 
 
@@ -156,24 +168,118 @@ def _forward_function(prefix: str) -> list[str]:
     ]
 
 
-def _explain_flags(job: ResolvedJob, runtime: str, launcher: str | None) -> list[str]:
-    p = job.provenance
-    out = [f"# runtime {runtime}  <- {p.get('runtime', 'built-in default')}"]
-    if launcher:
-        out.append(f"# launcher {launcher} --mpi={job.mpi}  <- mpi from {p.get('mpi', 'built-in default')}")
-    if job.gpu_flag:
-        out.append(f"# --{job.gpu_flag}  <- GPUs requested (gpus from {p.get('gpus')}); flag from {p.get('gpu_flag')}")
-    if job.cleanenv:
-        out.append(f"# --cleanenv  <- {p.get('cleanenv')}")
-    if job.binds:
-        out.append(f"# binds  <- {p.get('binds')}")
-    if job.mode == "exec":
-        out.append("# exec: entrypoint from the job spec (Docker semantics: image ENTRYPOINT and CMD replaced)")
-    elif job.args:
-        out.append("# run --no-eval: image ENTRYPOINT, command from the job spec replaces CMD")
-    else:
-        out.append("# run: image ENTRYPOINT + CMD")
+PRECEDENCE = "CLI (--set) > job spec > partition > site defaults > built-in default"
+BUILTIN = "built-in default"
+
+
+def _source(prov: Mapping[str, str], key: str) -> str:
+    src = prov.get(key, BUILTIN)
+    return "CLI override (--set)" if src == "cli" else src
+
+
+def _directive_source(job: ResolvedJob, key: str) -> str:
+    """The explanation after an #SBATCH line."""
+    prov = job.provenance
+    if key == "gpus":
+        form = "--gres" if job.gpu_request == "gres" else "--gpus" if job.nodes == 1 else "--gpus-per-node"
+        text = f"gpus: {_source(prov, 'gpus')}; {form}: {_source(prov, 'gpu_request')}"
+        if job.gpu_type:
+            text += f"; type {job.gpu_type}: {_source(prov, 'gpu_type')}"
+        return text
+    if key == "dependency" and key not in prov:
+        return "image conversion job (images.convert_on: slurm)"
+    if key.startswith("extra_sbatch["):
+        src = _source(prov, key)
+        return f"{src} ({'extra_sbatch' if src in ('job spec', 'CLI override (--set)') else 'sbatch'})"
+    return _source(prov, key)
+
+
+def _explain_command(
+    job: ResolvedJob, prefix: list[str], wrapper: list[str], container: list[str], default_binary: str
+) -> list[str]:
+    """The exec line, word group by word group, each with where it came from."""
+    prov = job.provenance
+    rows: list[tuple[list[str], str]] = []
+    if prefix:
+        if prefix[0] == "srun":
+            why = f"{job.ntasks} tasks, one container each; --mpi from {_source(prov, 'mpi')}"
+            rows.append((prefix, why))
+        else:
+            why = f"mpi: mpirun from {_source(prov, 'mpi')}; binary: {_source(prov, 'mpirun')}"
+            rows.append((prefix[:1], why))
+            if len(prefix) > 1:
+                rows.append((prefix[1:], f"ntasks: {_source(prov, 'ntasks')}"))
+    if wrapper:
+        rows.append((wrapper, "--cleanenv with a launcher: forward each task's launch variables"))
+    rows += _container_rows(job, container, default_binary)
+    width = min(max(len(_words(w)) for w, _ in rows), 48)
+    out = ["# The command, word by word (<- where each part came from):"]
+    out += [f"#   {_words(w):<{width}}  <- {why}" for w, why in rows]
     return out
+
+
+def _container_rows(job: ResolvedJob, argv: list[str], default_binary: str) -> list[tuple[list[str], str]]:
+    """Match the runtime plugin's argv against the job, left to right; anything not recognised is
+    the plugin's own (``built-in (runtime NAME)``)."""
+    prov = job.provenance
+    plugin = f"built-in (runtime {job.runtime}, from {_source(prov, 'runtime')})"
+    tail = len(job.args)
+    body, args = (argv[:-tail], argv[-tail:]) if tail else (argv, [])
+    rows: list[tuple[list[str], str]] = []
+    binds = {b.spec(): b for b in job.binds}
+    flags = list(enumerate(job.runtime_flags))
+    i = 0
+    while i < len(body):
+        word = body[i]
+        nxt = body[i + 1] if i + 1 < len(body) else None
+        if i == 0:
+            binary = _source(prov, "runtime_binary") if job.runtime_binary else "the runtime's own"
+            rows.append(([word], f"runtime {job.runtime}: {_source(prov, 'runtime')}; binary: {binary}"))
+        elif word in ("run", "exec") and i == 1:
+            group = [word, nxt] if nxt == "--no-eval" else [word]
+            rows.append((group, _mode_note(job)))
+            i += len(group)
+            continue
+        elif job.gpu_flag and word == f"--{job.gpu_flag}":
+            why = f"GPUs requested (gpus: {_source(prov, 'gpus')}); flag: {_source(prov, 'gpu_flag')}"
+            rows.append(([word], why))
+        elif word == "--cleanenv" and job.cleanenv:
+            rows.append(([word], f"cleanenv: {_source(prov, 'cleanenv')}"))
+        elif word == "--bind" and nxt is not None and nxt in binds:
+            rows.append(([word, nxt], f"bind: {_source(prov, 'bind:' + binds[nxt].dst)}"))
+            i += 2
+            continue
+        elif word == "--pwd" and nxt is not None and nxt == job.workdir:
+            rows.append(([word, nxt], f"workdir: {_source(prov, 'workdir')}"))
+            i += 2
+            continue
+        elif flags and word == flags[0][1]:
+            idx, _flag = flags.pop(0)
+            src = _source(prov, f"runtime_flags[{idx}]")
+            rows.append(([word], f"runtime flag: {src}"))
+        elif word == job.image and i == len(body) - 1:
+            what = "image (converted, cached SIF)" if job.image_digest else "image"
+            rows.append(([word], f"{what}: {_source(prov, 'image')}"))
+        else:
+            rows.append(([word], plugin))
+        i += 1
+    if args:
+        field = "entrypoint + command" if job.mode == "exec" else "command"
+        rows.append((args, f"{field}: {_source(prov, 'entry')}"))
+    return rows
+
+
+def _mode_note(job: ResolvedJob) -> str:
+    src = _source(job.provenance, "entry")
+    if job.mode == "exec":
+        return f"entrypoint replaces the image's ENTRYPOINT and CMD ({src})"
+    if job.args:
+        return f"image ENTRYPOINT kept, command replaces CMD ({src}); --no-eval: arguments arrive literally"
+    return "image ENTRYPOINT + CMD (no entrypoint or command in the job)"
+
+
+def _words(argv: list[str]) -> str:
+    return _comment(sh_join(argv))
 
 
 def _comment(text: str) -> str:

@@ -10,7 +10,6 @@ Every resolved value records where it came from (``ResolvedJob.provenance``), wh
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from hpcjobs.config.loader import describe_errors
-from hpcjobs.config.site import Partition, SiteConfig
+from hpcjobs.config.site import Partition, Policy, SiteConfig
 from hpcjobs.errors import BindError, ConfigError, LimitExceeded, PolicyViolation
 from hpcjobs.models import Bind, GpuFlag, GpuRequest, MpiKind
 from hpcjobs.spec import JobSpec
@@ -207,6 +206,8 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     if "\n" in output or '"' in output:
         raise ConfigError(f"output {output!r} may not contain a newline or a double quote")
 
+    for key, src in _item_provenance(site, partition, eff, spec, cli, p).items():
+        provenance.setdefault(key, src)  # per item, for render --explain
     return ResolvedJob(
         name=name,
         image=spec.image,
@@ -242,6 +243,41 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         provenance=provenance,
         image_ref=spec.image,
     )
+
+
+def _item_provenance(
+    site: SiteConfig, partition: str, eff: Partition, spec: JobSpec, cli: Mapping[str, Any], p: _Picker
+) -> dict[str, str]:
+    """Where each list/map item and each remaining setting came from: ``bind:DST``, ``env:NAME``,
+    ``launch_env:NAME``, ``extra_sbatch[i]`` and ``runtime_flags[i]`` (indexes into ResolvedJob's
+    tuples), ``image``, ``entry``, ``gpu_request``, ``gpu_type``, ``runtime_binary``, ``mpirun``."""
+    items = site.item_sources(partition)
+
+    def layer(key: str) -> str:
+        return f"partition {partition}" if items.get(key) == "partition" else "site defaults"
+
+    def job(field: str) -> str:
+        return CLI if field in cli else JOB
+
+    out = {"image": job("image"), "entry": job("entrypoint" if spec.entrypoint is not None else "command")}
+    for key, setting in (("gpu_request", "gpu.request"), ("gpu_type", "gpu.type"),
+                         ("runtime_binary", "runtime.binary"), ("mpirun", "mpi.mpirun")):
+        out[key] = p.setting_source(setting)
+    job_dsts = {b.dst for b in spec.binds}
+    for b in eff.binds:
+        if b.dst not in job_dsts:
+            out[f"bind:{b.dst}"] = layer(f"binds:{b.dst}")
+    out.update({f"bind:{b.dst}": job("binds") for b in spec.binds})
+    out.update({f"env:{k}": layer(f"env:{k}") for k in eff.env})
+    out.update({f"env:{k}": job("env") for k in spec.env})
+    out.update({f"launch_env:{k}": layer(f"mpi.env:{k}") for k in eff.mpi.env})
+    sbatch = [layer(f"sbatch:{o}") for o in eff.sbatch] + [job("extra_sbatch")] * len(spec.extra_sbatch)
+    out.update({f"extra_sbatch[{i}]": src for i, src in enumerate(sbatch)})
+    flags = [layer(f"runtime.flags:{f}") for f in eff.runtime.flags] + [job("runtime_flags")] * len(
+        spec.runtime_flags
+    )
+    out.update({f"runtime_flags[{i}]": src for i, src in enumerate(flags)})
+    return out
 
 
 def _check_locked(spec: JobSpec, cli: Mapping[str, Any], site: SiteConfig) -> None:
@@ -285,11 +321,19 @@ def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig) -> tuple[list[
             )
         seen[b.dst] = b
     for b in spec.binds:
-        src = posixpath.normpath(b.src)
-        for denied in site.policy.deny_bind_sources:
-            d = posixpath.normpath(denied)
-            if src == d or src.startswith(d.rstrip("/") + "/") or d == "/":
-                raise PolicyViolation(f"bind source {b.src!r} is not allowed by site policy (deny_bind_sources: {denied})")
+        denied = site.policy.denied_bind_source(b.src)
+        if denied is not None:
+            raise PolicyViolation(
+                f"bind source {b.src!r} is not allowed by site {site.name!r} "
+                f"(policy.deny_bind_sources: {denied})"
+            )
+    if site.policy.deny_bind_sources:
+        for flag in spec.runtime_flags:
+            if Policy.mounts_host_path(flag):
+                raise PolicyViolation(
+                    f"runtime flag {flag!r} mounts a host path, which site {site.name!r} does not allow "
+                    "while policy.deny_bind_sources is set: use the job's binds"
+                )
     unchecked = [
         b.src for b in binds
         if any(b.src == n or b.src.startswith(n.rstrip("/") + "/") for n in eff.node_local_paths)

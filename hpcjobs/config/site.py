@@ -258,6 +258,24 @@ class Policy(StrictModel):
         return None
 
 
+    @staticmethod
+    def mounts_host_path(flag: str) -> bool:
+        """Whether a container runtime flag makes a host path appear in the container
+        (``--bind``, ``--mount``, ``--home``, ``--overlay``, ``--workdir``, ``--fusemount`` and
+        their short forms, also combined, as in ``-cB /etc``); such flags would get around
+        ``deny_bind_sources``."""
+        if flag.startswith("--"):
+            return flag[2:].split("=", 1)[0] in _MOUNT_FLAGS
+        if flag.startswith("-"):
+            letters = re.match(r"[A-Za-z]*", flag[1:])
+            return bool(letters and set(letters.group(0)) & _MOUNT_SHORT)
+        return False
+
+
+_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount"})
+_MOUNT_SHORT = frozenset("BHoW")
+
+
 def _norm(path: str) -> str:
     # posixpath.normpath keeps a leading '//' (POSIX leaves it implementation-defined; Linux: '/')
     return "/" + posixpath.normpath(path).lstrip("/") if path.startswith("/") else posixpath.normpath(path)
