@@ -50,3 +50,11 @@ class PluginError(HpcjobsError):
 
 class RunnerError(HpcjobsError):
     """A program that hpcjobs needs could not be started."""
+
+
+class ImageLockTimeout(ImageError):
+    """Waiting for another process's conversion of the same image took longer than allowed."""
+
+
+class ImageConversionError(ImageError):
+    """Converting an image to SIF failed, or the result did not verify; nothing was published."""

@@ -1,0 +1,173 @@
+"""Make a resolved job run from a digest-pinned SIF: convert now, or as a Slurm job it depends on.
+
+The rendered script always names the SIF path (compute nodes never pull) and its header records
+the original reference and the digest. With ``images.convert_on: slurm`` a cold image is converted
+by a small batch job on ``images.build_partition`` that runs ``python -m hpcjobs.images pull`` with
+the same interpreter, so it goes through the same lock and publish path; the workload gets
+``--dependency=afterok:<id>``. Several workloads prepared while one conversion job is queued
+depend on that one job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
+
+from hpcjobs.errors import ImageError
+from hpcjobs.images.cache import ImageCache, log
+from hpcjobs.images.digest import Resolved
+from hpcjobs.images.options import CacheOptions
+from hpcjobs.images.refs import parse_ref
+
+if TYPE_CHECKING:
+    from hpcjobs.config.site import SiteConfig
+    from hpcjobs.resolve import ResolvedJob
+
+
+class Submitter(Protocol):
+    """The part of a scheduler this module needs (hpcjobs.schedulers.base.Scheduler has it)."""
+
+    def submit(self, script: str, *, cwd: str | None = None) -> str: ...
+
+
+def prepare(
+    cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Submitter | None = None
+) -> ResolvedJob:
+    ref_text = job.image_ref or job.image
+    parsed = parse_ref(ref_text)
+    if parsed.kind == "sif":
+        return replace(job, image=cache.in_place(parsed).path, image_ref=ref_text, image_digest=None)
+    res = cache.resolve(parsed)
+    entry = cache.lookup(res)
+    if entry is None and site.images.convert_on == "slurm":
+        job_id = _conversion_job(cache, res, site, scheduler)
+        path = str(cache.planned_path(res))
+        cache.store.add_lease(
+            res.key, cache.opts.job_lease_s, note=f"job {job.name}, conversion job {job_id}"
+        )
+        return replace(
+            job,
+            image=path,
+            image_ref=ref_text,
+            image_digest=res.key,
+            dependency=_add_dependency(job.dependency, f"afterok:{job_id}"),
+        )
+    if entry is None:
+        entry = cache.pull_resolved(res)
+    if entry.layer == "cache":
+        cache.store.add_lease(res.key, cache.opts.job_lease_s, note=f"job {job.name}")
+    return replace(job, image=entry.path, image_ref=ref_text, image_digest=res.key)
+
+
+def _add_dependency(old: str | None, new: str) -> str:
+    if not old:
+        return new
+    if "?" in old:
+        raise ImageError(f"cannot add {new} to the dependency {old!r} (it uses '?', any-of)")
+    return f"{old},{new}"
+
+
+def conversion_script(
+    res: Resolved, opts: CacheOptions, *, partition: str | None, time_min: int, python: str | None = None
+) -> str:
+    """The batch script of a conversion job (quoted by render's one quoting function)."""
+    from hpcjobs.render import directive_value, sh_join
+
+    source = res.ref.canonical
+    if res.ref.kind == "docker" and res.manifest:
+        source = f"docker://{res.ref.name}@{res.manifest}"  # the digest resolved now, whatever the tag does
+    argv = [
+        python or sys.executable,
+        "-m",
+        "hpcjobs.images",
+        "pull",
+        *opts.cli_args(),
+        "--expect-digest",
+        res.key,
+        "--",
+        source,
+    ]
+    lines = [
+        "#!/bin/bash",
+        f"# hpcjobs image conversion: {_comment(res.ref.canonical)}",
+        f"# digest: {res.key}",
+        f"#SBATCH --job-name=hpcjobs-convert-{res.key.split(':', 1)[1][:12]}",
+    ]
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    lines += [
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --time={time_min}",
+        f"#SBATCH --output={directive_value('hpcjobs-convert-%j.out')}",
+        "set -euo pipefail",
+        "exec " + sh_join(argv),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> str:
+    return text.replace("\n", "\\n")
+
+
+def _conversion_job(cache: ImageCache, res: Resolved, site: SiteConfig, scheduler: Submitter | None) -> str:
+    sched = scheduler
+    if sched is None:
+        from hpcjobs.schedulers import get_scheduler
+
+        sched = get_scheduler(cache.runner)
+    pending = _pending_job(cache, res, sched)
+    if pending is not None:
+        log.info("image.convert_job", ref=res.ref.canonical, digest=res.key, job_id=pending, reused=True)
+        return pending
+    script = conversion_script(
+        res, cache.opts, partition=site.images.build_partition, time_min=site.images.build_time_min
+    )
+    job_id = sched.submit(script)
+    _record_pending(cache, res, job_id)
+    log.info(
+        "image.convert_job",
+        ref=res.ref.canonical,
+        digest=res.key,
+        job_id=job_id,
+        reused=False,
+        partition=site.images.build_partition,
+    )
+    return job_id
+
+
+def _pending_path(cache: ImageCache, res: Resolved) -> str:
+    return str(cache.store.layer.root / "leases" / f"{res.file_key}.{os.getuid()}.convert-job")
+
+
+def _record_pending(cache: ImageCache, res: Resolved, job_id: str) -> None:
+    path = _pending_path(cache, res)
+    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+    with contextlib.suppress(OSError):
+        with open(tmp, "w") as f:
+            json.dump({"job_id": job_id, "submitted": time.time(), "digest": res.key}, f)
+        os.replace(tmp, path)
+
+
+def _pending_job(cache: ImageCache, res: Resolved, sched: Submitter) -> str | None:
+    """The id of this user's queued or running conversion job for the digest, if any."""
+    try:
+        with open(_pending_path(cache, res)) as f:
+            job_id = str(json.load(f)["job_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    status_fn = getattr(sched, "status", None)
+    if status_fn is None:
+        return None
+    try:
+        st = status_fn([job_id]).get(job_id)
+    except Exception:  # any scheduler trouble: submit a fresh conversion job instead
+        return None
+    active = getattr(st, "state", None)
+    return job_id if active is not None and getattr(active, "is_active", False) else None

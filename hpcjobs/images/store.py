@@ -1,0 +1,655 @@
+"""The on-disk cache: content digest → SIF, in layers.
+
+One layer is a directory laid out as::
+
+    sif/sha256-<hex>.sif            the image; published read-only (0444, shared: 0440), never replaced
+    meta/sha256-<hex>.json          record written at publish: digest, size, created, source ref, manifest
+    refs/<ref-hash>.<uid>.json      ref → digest, as last resolved by that user (a moved tag updates it)
+    uses/sha256-<hex>.<uid>         empty; its mtime is that user's last use of the entry (LRU for gc)
+    leases/sha256-<hex>.<uid>.<token>.json   "keep until" records (e.g. for a queued job), see gc
+    digests/<digest>.<platform>.json         immutable memo: manifest/index digest → config digest
+    locks/sha256-<hex>.lock         lease lock of a conversion in progress (see lock.py)
+    tmp/                            apptainer's temp dirs during conversions
+    apptainer-cache/<uid>/          APPTAINER_CACHEDIR for conversions (layer blobs), per user
+
+Read-only site layers (admin pre-staged, ``images.site_caches``) are looked up first; the writable
+layer (``cache_dir``) comes last and is the only one written or garbage-collected.
+
+Permissions: per-user caches use 0700 directories. A shared cache (``images.shared``) uses
+group-writable directories with the setgid bit (files get the directory's group) and the sticky bit
+(nobody can delete or replace another user's files), except ``locks/`` (no sticky bit, so a stale lock
+of a user whose job died can be taken over). Nothing is ever world-writable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import stat
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hpcjobs.errors import ImageError
+from hpcjobs.images.digest import key_stem
+from hpcjobs.images.lock import LeaseLock, lease_is_live
+
+SUBDIRS = ("sif", "meta", "refs", "uses", "leases", "digests", "locks", "tmp", "apptainer-cache")
+LayerKind = Literal["site", "cache", "in-place"]
+Origin = Literal["hit", "converted", "waited", "in-place", "listed"]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached image (or a SIF used in place)."""
+
+    digest: str | None
+    path: str
+    size: int
+    created: float
+    last_used: float | None = None
+    refs: tuple[str, ...] = ()
+    layer: LayerKind = "cache"
+    origin: Origin = "listed"
+    manifest: str | None = None
+    source: str | None = None
+    leased_until: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["refs"] = list(self.refs)
+        return d
+
+
+@dataclass
+class GcReport:
+    removed: list[CacheEntry] = field(default_factory=list)
+    kept: list[tuple[CacheEntry, str]] = field(default_factory=list)
+    freed_bytes: int = 0
+    total_bytes_before: int = 0
+    total_bytes_after: int = 0
+    temps_removed: int = 0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "removed": [e.to_dict() for e in self.removed],
+            "kept": [{"entry": e.to_dict(), "reason": r} for e, r in self.kept],
+            "freed_bytes": self.freed_bytes,
+            "total_bytes_before": self.total_bytes_before,
+            "total_bytes_after": self.total_bytes_after,
+            "temps_removed": self.temps_removed,
+            "dry_run": self.dry_run,
+        }
+
+
+class Layer:
+    """One cache directory (see module doc for the layout)."""
+
+    def __init__(self, root: str, kind: LayerKind) -> None:
+        self.root = Path(root)
+        self.kind = kind
+
+    def sif(self, stem: str) -> Path:
+        return self.root / "sif" / f"{stem}.sif"
+
+    def meta(self, stem: str) -> Path:
+        return self.root / "meta" / f"{stem}.json"
+
+    def lock(self, stem: str) -> Path:
+        return self.root / "locks" / f"{stem}.lock"
+
+    def read_meta(self, stem: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self.meta(stem).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def memo_path(self, top: str, platform: str) -> Path:
+        return self.root / "digests" / f"{key_stem(top)}.{platform.replace('/', '-')}.json"
+
+    def stems(self) -> list[str]:
+        try:
+            names = os.listdir(self.root / "sif")
+        except OSError:
+            return []
+        return sorted(n[:-4] for n in names if n.endswith(".sif") and not n.startswith("."))
+
+
+class ImageStore:
+    def __init__(
+        self,
+        cache_dir: str,
+        site_caches: tuple[str, ...] = (),
+        *,
+        shared: bool = False,
+        heartbeat_s: float = 5.0,
+        stale_after_s: float = 60.0,
+    ) -> None:
+        self.layer = Layer(cache_dir, "cache")
+        self.site_layers = [
+            Layer(p, "site") for p in site_caches if os.path.abspath(p) != os.path.abspath(cache_dir)
+        ]
+        self.shared = shared
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self.uid = os.getuid()
+        self._ready = False
+
+    # -- permissions ------------------------------------------------------------------------
+    @property
+    def file_mode(self) -> int:
+        """Published files: read-only."""
+        return 0o440 if self.shared else 0o444
+
+    @property
+    def private_mode(self) -> int:
+        """Small per-user records (refs, uses, leases, locks)."""
+        return 0o640 if self.shared else 0o600
+
+    def dir_mode(self, name: str | None) -> int:
+        if not self.shared:
+            return 0o700
+        if name == "locks":
+            return 0o2770
+        return 0o3770
+
+    def ensure(self) -> None:
+        """Create the writable layer with its permissions (once per process)."""
+        if self._ready:
+            return
+        self._ensure_dir(self.layer.root, None)
+        for name in SUBDIRS:
+            self._ensure_dir(self.layer.root / name, name)
+        self._ensure_dir(self.layer.root / "apptainer-cache" / str(self.uid), "private")
+        self._ready = True
+
+    def _ensure_dir(self, path: Path, name: str | None) -> None:
+        want = 0o700 if name == "private" else self.dir_mode(name)
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.stat(path)
+        except OSError as exc:
+            raise ImageError(f"image cache {path}: cannot create: {exc.strerror}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise ImageError(f"image cache {path}: not a directory")
+        if st.st_uid == self.uid:
+            if stat.S_IMODE(st.st_mode) != want:
+                try:
+                    os.chmod(path, want)
+                except OSError as exc:
+                    raise ImageError(f"image cache {path}: cannot set mode {want:o}: {exc.strerror}") from exc
+        elif st.st_mode & stat.S_IWOTH:
+            raise ImageError(f"image cache {path} is world-writable and not ours: refusing to use it")
+
+    # -- lookup -----------------------------------------------------------------------------
+    def find(self, key: str, *, touch: bool = True) -> CacheEntry | None:
+        """The published entry for ``key``: site layers first, then the writable layer."""
+        stem = key_stem(key)
+        for layer in self.site_layers:
+            entry = self._entry(layer, stem, key, "hit")
+            if entry is not None:
+                return entry
+        entry = self._entry(self.layer, stem, key, "hit")
+        if entry is None or not touch:
+            return entry
+        # record the use, then look again: gc re-checks uses after renaming an entry away, so either
+        # gc sees this use and puts the entry back, or we see it gone and convert again
+        self.touch(key)
+        return self._entry(self.layer, stem, key, "hit")
+
+    def _entry(self, layer: Layer, stem: str, key: str, origin: Origin) -> CacheEntry | None:
+        try:
+            st = os.stat(layer.sif(stem))
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        meta = layer.read_meta(stem)
+        return CacheEntry(
+            digest=key,
+            path=str(layer.sif(stem)),
+            size=st.st_size,
+            created=float(meta.get("created", st.st_mtime)),
+            refs=tuple(meta.get("refs", [])),
+            layer=layer.kind,
+            origin=origin,
+            manifest=meta.get("manifest"),
+            source=meta.get("source"),
+        )
+
+    def touch(self, key: str) -> None:
+        """Record a use of ``key`` by this user (the entry's LRU time for gc)."""
+        path = self.layer.root / "uses" / f"{key_stem(key)}.{self.uid}"
+        try:
+            os.utime(path)
+            return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        try:
+            self.ensure()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, self.private_mode)
+            os.close(fd)
+            os.utime(path)
+        except (OSError, ImageError):
+            return  # a read-only cache still serves; it just cannot record uses
+
+    def last_used(self, stem: str) -> float | None:
+        times = []
+        for name in self._names("uses", f"{stem}.*"):
+            with contextlib.suppress(OSError):
+                times.append(os.stat(self.layer.root / "uses" / name).st_mtime)
+        return max(times) if times else None
+
+    # -- refs and digest memo ---------------------------------------------------------------
+    def _ref_path(self, ref: str) -> Path:
+        h = hashlib.sha256(ref.encode()).hexdigest()[:40]
+        return self.layer.root / "refs" / f"{h}.{self.uid}.json"
+
+    def record_ref(self, ref: str, key: str, manifest: str | None) -> None:
+        path = self._ref_path(ref)
+        try:
+            old = json.loads(path.read_bytes())
+            if old.get("digest") == key and old.get("manifest") == manifest:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        with contextlib.suppress(OSError, ImageError):
+            self.ensure()
+            self._write_json(
+                path,
+                {"ref": ref, "digest": key, "manifest": manifest, "resolved": time.time()},
+                self.private_mode,
+                replace=True,
+            )
+
+    def refs_by_digest(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for layer in [*self.site_layers, self.layer]:
+            for name in sorted(_names(layer.root / "refs", "*.json")):
+                try:
+                    rec = json.loads((layer.root / "refs" / name).read_bytes())
+                    ref, digest = str(rec["ref"]), str(rec["digest"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+                if ref not in out.setdefault(digest, []):
+                    out[digest].append(ref)
+        return out
+
+    def memo_get(self, top: str, platform: str) -> tuple[str, str] | None:
+        for layer in [*self.site_layers, self.layer]:
+            try:
+                rec = json.loads(layer.memo_path(top, platform).read_bytes())
+                return str(rec["manifest"]), str(rec["config"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return None
+
+    def memo_put(self, top: str, platform: str, manifest: str, config: str) -> None:
+        with contextlib.suppress(OSError, ImageError):
+            self.ensure()
+            self._write_json(
+                self.layer.memo_path(top, platform),
+                {"digest": top, "platform": platform, "manifest": manifest, "config": config},
+                self.file_mode,
+                replace=False,
+            )
+
+    # -- conversion support -----------------------------------------------------------------
+    def lock(self, key: str, **kwargs: Any) -> LeaseLock:
+        self.ensure()
+        return LeaseLock(
+            self.layer.lock(key_stem(key)),
+            heartbeat_s=self.heartbeat_s,
+            stale_after_s=self.stale_after_s,
+            mode=self.private_mode,
+            **kwargs,
+        )
+
+    def temp_sif(self, key: str) -> Path:
+        """A fresh temp name beside the final file (same directory, so publishing is a link)."""
+        return self.layer.root / "sif" / f".{key_stem(key)}.{secrets.token_hex(6)}.tmp"
+
+    def temp_dir(self, key: str) -> Path:
+        d = (
+            self.layer.root
+            / "tmp"
+            / f"{key_stem(key)}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
+        )
+        d.mkdir(mode=0o700)
+        return d
+
+    def apptainer_cache(self) -> Path:
+        return self.layer.root / "apptainer-cache" / str(self.uid)
+
+    def remove_temps(self, key: str) -> int:
+        """Remove leftovers of earlier, killed conversions of ``key`` (call while holding its lock)."""
+        stem = key_stem(key)
+        n = 0
+        for p in self._glob("sif", f".{stem}.*.tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+                n += 1
+        for p in self._glob("tmp", f"{stem}.*"):
+            n += rmtree_quiet(p)
+        return n
+
+    def publish(self, key: str, tmp: Path, meta: dict[str, Any]) -> CacheEntry:
+        """Atomically publish a verified temp file as the entry for ``key``; never replaces one.
+
+        Returns the published entry (ours, or the one another process published first).
+        """
+        stem = key_stem(key)
+        final = self.layer.sif(stem)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.fchmod(fd, self.file_mode)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        record = {
+            "digest": key,
+            "size": size,
+            "created": time.time(),
+            "creator_uid": self.uid,
+            "creator_host": socket.gethostname(),
+            **meta,
+        }
+        with contextlib.suppress(OSError):
+            self._write_json(self.layer.meta(stem), record, self.file_mode, replace=False)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise ImageError(f"cannot publish {final}: {exc.strerror}") from exc
+            if not final.exists():  # a filesystem without hard links: rename (same content anyway)
+                os.rename(tmp, final)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        _fsync_dir(final.parent)
+        entry = self._entry(self.layer, stem, key, "converted")
+        if entry is None:
+            raise ImageError(f"published {final} but cannot see it")
+        return entry
+
+    # -- leases -----------------------------------------------------------------------------
+    def add_lease(self, key: str, seconds: float, note: str = "") -> Path:
+        self.ensure()
+        path = self.layer.root / "leases" / f"{key_stem(key)}.{self.uid}.{secrets.token_hex(6)}.json"
+        self._write_json(
+            path,
+            {"digest": key, "until": time.time() + seconds, "note": note},
+            self.private_mode,
+            replace=True,
+        )
+        return path
+
+    def leased_until(self, stem: str) -> float | None:
+        latest: float | None = None
+        for p in self._glob("leases", f"{stem}.*.json"):
+            try:
+                until = float(json.loads(Path(p).read_bytes())["until"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            latest = until if latest is None else max(latest, until)
+        return latest
+
+    # -- listing ----------------------------------------------------------------------------
+    def entries(self, *, layers: Literal["all", "cache"] = "all") -> list[CacheEntry]:
+        refs = self.refs_by_digest()
+        out: list[CacheEntry] = []
+        chosen = [*self.site_layers, self.layer] if layers == "all" else [self.layer]
+        for layer in chosen:
+            for stem in layer.stems():
+                key = stem.replace("-", ":", 1)
+                e = self._entry(layer, stem, key, "listed")
+                if e is None:
+                    continue
+                all_refs = tuple(dict.fromkeys([*e.refs, *refs.get(key, [])]))
+                last = self.last_used(stem) if layer is self.layer else None
+                leased = self.leased_until(stem) if layer is self.layer else None
+                out.append(
+                    CacheEntry(
+                        e.digest,
+                        e.path,
+                        e.size,
+                        e.created,
+                        last,
+                        all_refs,
+                        e.layer,
+                        "listed",
+                        e.manifest,
+                        e.source,
+                        leased,
+                    )
+                )
+        return out
+
+    # -- garbage collection ----------------------------------------------------------------
+    def gc(
+        self,
+        *,
+        max_size_bytes: int | None = None,
+        older_than_days: float | None = None,
+        in_use_grace_s: float = 600.0,
+        dry_run: bool = False,
+    ) -> GcReport:
+        """Remove least-recently-used entries of the writable layer.
+
+        ``older_than_days``: remove entries not used for that long. ``max_size_bytes``: then remove
+        the least recently used until the layer's SIFs fit. Never removed: an entry whose lock is
+        live (a conversion of it in progress), one with an unexpired lease, one used within the last
+        ``in_use_grace_s`` seconds, and (in a shared cache) other users' files.
+        """
+        now = time.time()
+        report = GcReport(dry_run=dry_run)
+        entries = self.entries(layers="cache")
+        report.total_bytes_before = sum(e.size for e in entries)
+        entries.sort(key=lambda e: (e.last_used or e.created, e.created))
+
+        def protected(e: CacheEntry) -> str | None:
+            stem = key_stem(e.digest or "")
+            if lease_is_live(self.layer.lock(stem), self.stale_after_s):
+                return "locked"
+            until = self.leased_until(stem)
+            if until is not None and until > time.time():
+                return "leased"
+            used = self.last_used(stem) or e.created
+            if time.time() - used < in_use_grace_s:
+                return "in use"
+            if self.shared and _owner(e.path) not in (self.uid, None) and self.uid != 0:
+                return "owned by another user"
+            return None
+
+        victims: list[CacheEntry] = []
+        remaining = list(entries)
+        if older_than_days is not None:
+            cutoff = now - older_than_days * 86400
+            for e in list(remaining):
+                if (e.last_used or e.created) < cutoff:
+                    reason = protected(e)
+                    if reason is None:
+                        victims.append(e)
+                        remaining.remove(e)
+                    else:
+                        report.kept.append((e, reason))
+        if max_size_bytes is not None:
+            total = sum(e.size for e in remaining)
+            for e in list(remaining):
+                if total <= max_size_bytes:
+                    break
+                reason = protected(e)
+                if reason is None:
+                    victims.append(e)
+                    remaining.remove(e)
+                    total -= e.size
+                elif all(k is not e for k, _ in report.kept):
+                    report.kept.append((e, reason))
+        for e in victims:
+            if dry_run or self._remove(e, protected):
+                report.removed.append(e)
+                report.freed_bytes += e.size
+            else:
+                report.kept.append((e, "in use (changed during gc)"))
+        report.total_bytes_after = report.total_bytes_before - report.freed_bytes
+        if not dry_run:
+            report.temps_removed = self._gc_leftovers(now)
+        return report
+
+    def _remove(self, e: CacheEntry, protected: Any) -> bool:
+        stem = key_stem(e.digest or "")
+        lock = self.lock(e.digest or "", purpose="gc")
+        if not lock.try_acquire():
+            return False
+        try:
+            if protected(e) is not None:
+                return False
+            trash = self.layer.root / "tmp" / f".gc.{stem}.{secrets.token_hex(4)}"
+            try:
+                os.rename(e.path, trash)
+            except OSError:
+                return False
+            # a pull that touched the entry between our check and the rename keeps it
+            used = self.last_used(stem) or 0.0
+            if time.time() - used < 5.0:
+                with contextlib.suppress(OSError):
+                    os.link(trash, e.path)
+                with contextlib.suppress(OSError):
+                    os.unlink(trash)
+                return False
+            with contextlib.suppress(OSError):
+                os.unlink(trash)
+            for p in [
+                str(self.layer.meta(stem)),
+                *self._glob("uses", f"{stem}.*"),
+                *self._glob("leases", f"{stem}.*"),
+            ]:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+            for p in self._glob("refs", "*.json"):
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    if json.loads(Path(p).read_bytes())["digest"] == e.digest:
+                        os.unlink(p)
+            return True
+        finally:
+            lock.release()
+
+    def _gc_leftovers(self, now: float) -> int:
+        """Temp files and dirs of conversions that died (no live lock), expired leases, orphan records."""
+        n = 0
+        for p in self._glob("sif", ".*.tmp"):
+            stem = os.path.basename(p)[1:].split(".", 1)[0]
+            if (
+                not lease_is_live(self.layer.lock(stem), self.stale_after_s)
+                and _age(p, now) > self.stale_after_s
+            ):
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+                    n += 1
+        for p in self._glob("tmp", "*"):
+            stem = os.path.basename(p).lstrip(".").removeprefix("gc.").split(".", 1)[0]
+            if (
+                not lease_is_live(self.layer.lock(stem), self.stale_after_s)
+                and _age(p, now) > self.stale_after_s
+            ):
+                n += rmtree_quiet(p)
+        for p in self._glob("leases", "*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                if float(json.loads(Path(p).read_bytes())["until"]) < now:
+                    os.unlink(p)
+        stems = set(self.layer.stems())
+        for p in self._glob("uses", "*"):
+            if os.path.basename(p).rsplit(".", 1)[0] not in stems and _age(p, now) > self.stale_after_s:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        for p in self._glob("meta", "*.json"):
+            if os.path.basename(p)[:-5] not in stems and _age(p, now) > self.stale_after_s:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        return n
+
+    def _names(self, sub: str, pattern: str) -> list[str]:
+        return _names(self.layer.root / sub, pattern)
+
+    def _glob(self, sub: str, pattern: str) -> list[str]:
+        return [str(self.layer.root / sub / n) for n in self._names(sub, pattern)]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _write_json(self, path: Path, data: dict[str, Any], mode: int, *, replace: bool) -> None:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, json.dumps(data, sort_keys=True).encode())
+        finally:
+            os.close(fd)
+        try:
+            if replace:
+                os.replace(tmp, path)
+            else:
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _names(directory: Path, pattern: str) -> list[str]:
+    """Names in ``directory`` matching ``pattern`` (fnmatch; hidden names included)."""
+    try:
+        return [n for n in os.listdir(directory) if fnmatch.fnmatchcase(n, pattern)]
+    except OSError:
+        return []
+
+
+def _owner(path: str) -> int | None:
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None
+
+
+def _age(path: str, now: float) -> float:
+    try:
+        return now - os.lstat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+def rmtree_quiet(path: str) -> int:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            # apptainer leaves read-only dirs in its temp trees: make them writable first
+            for root, dirs, _files in os.walk(path):
+                for d in dirs:
+                    with contextlib.suppress(OSError):
+                        os.chmod(os.path.join(root, d), 0o700)
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+        return 1
+    except OSError:
+        return 0
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
