@@ -58,3 +58,16 @@ class ImageLockTimeout(ImageError):
 
 class ImageConversionError(ImageError):
     """Converting an image to SIF failed, or the result did not verify; nothing was published."""
+
+
+class WaitTimeout(SchedulerError):
+    """Jobs did not finish within the time a caller was willing to wait; ``statuses`` holds the
+    last answer (job id → JobStatus)."""
+
+    def __init__(self, message: str, statuses: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.statuses: dict[str, object] = dict(statuses or {})
+
+
+class BackendUnavailable(SchedulerError):
+    """A scheduler backend was asked for (HPCJOBS_SCHEDULER, prefer=) but cannot be used here."""

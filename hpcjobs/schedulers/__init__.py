@@ -1,0 +1,98 @@
+"""Scheduler backends: Slurm through its CLI (always available) or through pyslurm (when an
+importable pyslurm matching the cluster's Slurm is installed).
+
+``HPCJOBS_SCHEDULER=cli|pyslurm`` (or ``prefer=``) forces one; ``auto`` (the default) picks
+pyslurm only when it is usable, else the CLI. Importing this package never imports pyslurm.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from hpcjobs.errors import BackendUnavailable, ConfigError, HpcjobsError
+from hpcjobs.runner import Runner
+from hpcjobs.schedulers.base import JobStatus, Scheduler
+from hpcjobs.schedulers.slurm_cli import SlurmCli
+from hpcjobs.schedulers.states import JobState
+
+ENV_VAR = "HPCJOBS_SCHEDULER"
+_ALIASES = {
+    "cli": "cli", "slurm-cli": "cli", "slurm_cli": "cli", "pyslurm": "pyslurm", "auto": "auto", "": "auto",
+}  # fmt: skip
+
+
+def _wanted(prefer: str | None) -> tuple[str, str]:
+    """(cli|pyslurm|auto, where the choice came from)."""
+    if prefer is not None:
+        value, source = prefer, f"prefer={prefer!r}"
+    else:
+        value = os.environ.get(ENV_VAR, "")
+        source = f"{ENV_VAR}={value}"
+    choice = _ALIASES.get(value.strip().lower())
+    if choice is None:
+        raise ConfigError(f"{source}: unknown scheduler backend (use cli, pyslurm or auto)")
+    return choice, source
+
+
+def _choose(runner: Runner | None, prefer: str | None) -> tuple[str, str]:
+    """(cli|pyslurm, why). Raises BackendUnavailable when pyslurm is forced but unusable."""
+    choice, source = _wanted(prefer)
+    if choice == "cli":
+        return "cli", f"forced by {source}"
+    try:
+        present = importlib.util.find_spec("pyslurm") is not None
+    except (ImportError, ValueError):
+        present = False
+    if present:
+        from hpcjobs.schedulers.pyslurm_backend import pyslurm_usable
+
+        try:
+            version: str | None = SlurmCli(runner, retries=0).cluster_version()
+        except HpcjobsError:
+            version = None
+        usable, why = pyslurm_usable(version)
+    else:
+        usable, why = False, "pyslurm not importable"
+    if choice == "pyslurm":
+        if not usable:
+            raise BackendUnavailable(f"pyslurm backend requested ({source}) but unusable: {why}")
+        return "pyslurm", f"{why}; forced by {source}"
+    return ("pyslurm", why) if usable else ("cli", why)
+
+
+def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Scheduler:
+    """The scheduler to use: pyslurm when usable and matching Slurm, else the Slurm CLI.
+
+    ``prefer`` (``cli``, ``pyslurm``, ``auto``) beats the ``HPCJOBS_SCHEDULER`` environment
+    variable; a forced but unusable pyslurm raises BackendUnavailable saying why. A missing
+    or broken pyslurm never breaks the automatic choice.
+    """
+    kind, _ = _choose(runner, prefer)
+    if kind == "pyslurm":
+        from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend
+
+        return PyslurmBackend(runner)
+    return SlurmCli(runner)
+
+
+def describe_backend(runner: Runner | None = None, prefer: str | None = None) -> str:
+    """One line naming the backend :func:`get_scheduler` picks and why, e.g.
+    ``slurm-cli (pyslurm not importable)``."""
+    try:
+        kind, why = _choose(runner, prefer)
+    except BackendUnavailable as exc:
+        return f"none: {exc}"
+    return f"{'pyslurm' if kind == 'pyslurm' else SlurmCli.name} ({why})"
+
+
+__all__ = [
+    "ENV_VAR",
+    "BackendUnavailable",
+    "JobState",
+    "JobStatus",
+    "Scheduler",
+    "SlurmCli",
+    "describe_backend",
+    "get_scheduler",
+]

@@ -1,0 +1,291 @@
+"""Slurm through pyslurm (>= 22.5, the ``JobSubmitDescription`` / ``Job`` / ``Jobs`` API), in-process.
+
+pyslurm must be built against the site's Slurm: its major.minor has to match Slurm's
+(pyslurm 22.5.x ↔ Slurm 22.05). No PyPI release matches every Slurm, so pyslurm is optional:
+:func:`pyslurm_usable` says whether an importable, matching pyslurm is present, and never raises.
+``pyslurm`` is imported only inside these functions, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from hpcjobs.errors import BackendUnavailable, ControllerUnreachable, SchedulerError
+from hpcjobs.runner import Runner
+from hpcjobs.schedulers.base import (
+    JobRecord,
+    JobStatus,
+    check_job_ids,
+    default_cwd,
+    match_records,
+    none_if_null,
+    not_found,
+    wait_loop,
+)
+from hpcjobs.schedulers.slurm_cli import TRANSIENT_AMBIGUOUS, TRANSIENT_NOT_SENT, SlurmCli, parse_version
+
+_NO_TASK = 4294967294  # NO_VAL - 1: the task id Slurm reports for a not yet split array
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+
+
+def _major_minor(version: str) -> tuple[int, int] | None:
+    try:
+        parts = parse_version(version).split(".")
+    except SchedulerError:
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def pyslurm_usable(cluster_version: str | None) -> tuple[bool, str]:
+    """(True, why) when ``import pyslurm`` works, offers the API hpcjobs uses, and its
+    major.minor equals Slurm's (``cluster_version``, e.g. "22.05.8"); else (False, why).
+    Never raises: a broken pyslurm installation is a reason, not an error."""
+    try:
+        if importlib.util.find_spec("pyslurm") is None:
+            return False, "pyslurm not importable"
+    except (ImportError, ValueError) as exc:
+        return False, f"pyslurm not importable: {exc}"
+    try:
+        mod = importlib.import_module("pyslurm")
+    except Exception as exc:  # pyslurm raises on a Slurm library mismatch at import time
+        return False, f"pyslurm not importable: {type(exc).__name__}: {_first_line(exc)}"
+    version = str(getattr(mod, "__version__", "") or "")
+    ours = _major_minor(version)
+    if ours is None:
+        return False, f"pyslurm has no readable __version__ ({version!r})"
+    if cluster_version is None:
+        return False, f"pyslurm {version} present but the Slurm version is unknown"
+    theirs = _major_minor(cluster_version)
+    if theirs is None:
+        return False, f"cannot read the Slurm version {cluster_version!r}"
+    if ours != theirs:
+        return False, (f"pyslurm {version} does not match Slurm {cluster_version} "
+                       f"(needs pyslurm {theirs[0]}.{theirs[1]}.x)")  # fmt: skip
+    missing = [
+        name
+        for name, obj in (
+            ("JobSubmitDescription", getattr(mod, "JobSubmitDescription", None)),
+            ("JobSubmitDescription.load_sbatch_options",
+             getattr(getattr(mod, "JobSubmitDescription", None), "load_sbatch_options", None)),
+            ("Job.load", getattr(getattr(mod, "Job", None), "load", None)),
+            ("Jobs.load", getattr(getattr(mod, "Jobs", None), "load", None)),
+            ("RPCError", getattr(mod, "RPCError", None)),
+        )
+        if obj is None
+    ]  # fmt: skip
+    if missing:
+        return False, f"pyslurm {version} lacks {', '.join(missing)} (needs the pyslurm >= 22.5.2 API)"
+    return True, f"pyslurm {version} matches Slurm {cluster_version}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class PyslurmBackend:
+    """The :class:`~hpcjobs.schedulers.base.Scheduler` protocol through pyslurm's C API bindings.
+
+    Status is one ``Jobs.load()`` RPC for any number of jobs; jobs the controller has already
+    forgotten are looked up in the job history through the CLI (one ``sacct`` call), like
+    :class:`SlurmCli` does.
+    """
+
+    name = "pyslurm"
+
+    def __init__(
+        self,
+        runner: Runner | None = None,
+        *,
+        module: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        cli: SlurmCli | None = None,
+    ) -> None:
+        self._mod: Any = module if module is not None else _import_pyslurm()
+        self._sleep = sleep
+        self._clock = clock
+        self._cli = cli if cli is not None else SlurmCli(runner, sleep=sleep, clock=clock)
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self._mod, "__version__", "?"))
+
+    def _rpc_error(self, action: str, exc: BaseException) -> SchedulerError:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        low = message.lower()
+        if any(m in low for m in (*TRANSIENT_NOT_SENT, *TRANSIENT_AMBIGUOUS)):
+            return ControllerUnreachable(f"Slurm controller unreachable ({action} via pyslurm): {message}")
+        return SchedulerError(f"{action} refused by Slurm: {message}")
+
+    # ------------------------------------------------------------------------------- protocol
+
+    def submit(self, script: str, *, cwd: str | None = None) -> str:
+        desc = self._mod.JobSubmitDescription(script=script, working_directory=default_cwd(cwd))
+        try:
+            desc.load_sbatch_options()  # #SBATCH lines, like sbatch reads them
+            job_id = desc.submit()
+        except self._mod.RPCError as exc:
+            raise self._rpc_error("job submission", exc) from exc
+        except (TypeError, ValueError) as exc:
+            raise SchedulerError(f"pyslurm refused the job description: {exc}") from exc
+        return str(job_id)
+
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        ids = check_job_ids(job_ids)
+        if not ids:
+            return {}
+        try:
+            jobs = self._mod.Jobs.load()
+        except self._mod.RPCError as exc:
+            raise self._rpc_error("job query", exc) from exc
+        records = [rec for job in _job_objects(jobs) for rec in self._records(job)]
+        out, missing = match_records(ids, records)
+        if missing:
+            self._cli.remember_records(records)
+            found, still_missing = match_records(missing, self._cli.lookup_history(missing))
+            out.update(found)
+            for jid in still_missing:
+                out[jid] = not_found(jid)
+        return out
+
+    def wait(
+        self, job_ids: Sequence[str], *, poll_s: float = 5.0, timeout_s: float | None = None
+    ) -> dict[str, JobStatus]:
+        return wait_loop(self.status, job_ids, poll_s=poll_s, timeout_s=timeout_s,
+                         sleep=self._sleep, clock=self._clock)  # fmt: skip
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """``Job(id).cancel()`` per job (an array job id cancels the whole array). Array task ids
+        (``123_4``) go through ``scancel``: pyslurm's cancel takes whole job ids only."""
+        ids = check_job_ids(job_ids)
+        tasks = [jid for jid in ids if "_" in jid]
+        for jid in ids:
+            if "_" in jid:
+                continue
+            try:
+                self._mod.Job(int(jid)).cancel()
+            except self._mod.RPCError as exc:
+                low = str(exc).lower()
+                if "already" in low or "invalid job id" in low:
+                    continue  # finished or unknown: like scancel, nothing to do
+                raise self._rpc_error(f"cancel of job {jid}", exc) from exc
+        if tasks:
+            self._cli.cancel(tasks)
+
+    def log_path(self, job_id: str) -> str | None:
+        (jid,) = check_job_ids([job_id])
+        if "_" in jid:
+            rec = next((r for r in self._records_for(jid) if r.display_id == jid), None)
+            return rec.stdout_path if rec is not None else None
+        try:
+            job = self._mod.Job.load(int(jid))
+        except self._mod.RPCError:
+            return None
+        return none_if_null(_str(getattr(job, "standard_output", None)))
+
+    def cluster_version(self) -> str:
+        return self._cli.cluster_version()
+
+    # ------------------------------------------------------------------------------- helpers
+
+    def _records_for(self, jid: str) -> list[JobRecord]:
+        try:
+            jobs = self._mod.Jobs.load()
+        except self._mod.RPCError:
+            return []
+        return [rec for job in _job_objects(jobs) for rec in self._records(job)]
+
+    @staticmethod
+    def _records(job: Any) -> list[JobRecord]:
+        """One record per job; a pending array's meta record (task id NO_VAL-1) becomes one
+        record per waiting task, as ``squeue -r`` shows them."""
+        raw_id = str(getattr(job, "id", None) or getattr(job, "job_id", ""))
+        array_id = getattr(job, "array_id", None)
+        task = getattr(job, "array_task_id", None)
+        is_array = array_id not in (None, 0, "")
+        exit_code = getattr(job, "exit_code", None)
+        signal = getattr(job, "exit_code_signal", None)
+        base = JobRecord(
+            raw_id=raw_id,
+            array_job_id=None,
+            array_task_id=None,
+            raw_state=_str(getattr(job, "state", None)) or "UNKNOWN",
+            exit_code=None if signal else (int(exit_code) if exit_code is not None else None),
+            signal=int(signal) if signal else None,
+            reason=none_if_null(_str(getattr(job, "state_reason", None))),
+            stdout_path=none_if_null(_str(getattr(job, "standard_output", None))),
+            name=none_if_null(_str(getattr(job, "name", None))),
+        )
+        if not is_array:
+            return [base]
+        if task not in (None, "", _NO_TASK, str(_NO_TASK)):
+            return [replace(base, array_job_id=str(array_id), array_task_id=str(task))]
+        waiting = expand_task_ranges(_str(getattr(job, "array_tasks_waiting", None)))
+        if not waiting:
+            return [base]
+        return [replace(base, array_job_id=str(array_id), array_task_id=str(t),
+                        stdout_path=_task_path(base.stdout_path, t)) for t in waiting]  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"PyslurmBackend(pyslurm {self.version})"
+
+
+def expand_task_ranges(text: str | None) -> list[int]:
+    """Slurm's array index list (``0-3,7,10-20:5%2``) → task ids; unreadable text gives []."""
+    text = none_if_null(text)
+    if text is None:
+        return []
+    text = text.strip("[]").split("%", 1)[0]
+    out: list[int] = []
+    for part in text.split(","):
+        m = _RANGE.match(part.strip())
+        if m is None:
+            return []
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        step = int(m.group(3)) if m.group(3) else 1
+        if hi < lo or step < 1 or hi - lo > 1_000_000:
+            return []
+        out.extend(range(lo, hi + 1, step))
+    return out
+
+
+def _task_path(path: str | None, task: int) -> str | None:
+    # Slurm fills a not yet split task's id with NO_VAL-1 in the expanded path
+    return path.replace(str(_NO_TASK), str(task)) if path else path
+
+    def __repr__(self) -> str:
+        return f"PyslurmBackend(pyslurm {self.version})"
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _job_objects(jobs: Any) -> Iterable[Any]:
+    """``Jobs.load()`` is a dict of id → Job (22.5) or of cluster → {id → Job} (>= 23.2)."""
+    values = list(jobs.values()) if hasattr(jobs, "values") else list(jobs)
+    out: list[Any] = []
+    for value in values:
+        if hasattr(value, "values") and not hasattr(value, "state"):
+            out.extend(value.values())
+        else:
+            out.append(value)
+    return out
+
+
+def _import_pyslurm() -> Any:
+    try:
+        return importlib.import_module("pyslurm")
+    except Exception as exc:
+        raise BackendUnavailable(f"pyslurm not importable: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+
+__all__ = ["PyslurmBackend", "expand_task_ranges", "pyslurm_usable"]

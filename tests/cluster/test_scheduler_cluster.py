@@ -1,0 +1,238 @@
+"""The scheduler layer against the real dev cluster (``scripts/dev-cluster up``).
+
+Jobs are tiny (one-minute limit, scripts rather than --wrap), write their output into a fresh
+temporary directory, and everything a test submits is cancelled when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from clusterenv import Cluster
+
+from hpcjobs.errors import ControllerUnreachable, SchedulerError
+from hpcjobs.runner import Completed, SubprocessRunner
+from hpcjobs.schedulers import describe_backend, get_scheduler
+from hpcjobs.schedulers.slurm_cli import SlurmCli
+from hpcjobs.schedulers.states import JobState
+
+pytestmark = pytest.mark.cluster
+
+WAIT_S = 120
+
+
+class CountingRunner(SubprocessRunner):
+    """The real runner, counting the Slurm processes it starts."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Completed:
+        self.calls.append(tuple(argv))
+        return super().__call__(argv, input_text=input_text, env=env, cwd=cwd, timeout_s=timeout_s)
+
+
+class TrackingCli(SlurmCli):
+    """SlurmCli remembering what it submitted, so that the fixture can clean up."""
+
+    submitted: list[str]
+
+    def submit(self, script: str, *, cwd: str | None = None) -> str:
+        job_id = super().submit(script, cwd=cwd)
+        self.submitted.append(job_id)
+        return job_id
+
+
+@pytest.fixture
+def runner() -> CountingRunner:
+    return CountingRunner()
+
+
+@pytest.fixture
+def cli(cluster: Cluster, runner: CountingRunner) -> Iterator[TrackingCli]:
+    sched = TrackingCli(runner)
+    sched.submitted = []
+    yield sched
+    if sched.submitted:
+        SlurmCli().cancel(sched.submitted)
+
+
+def script(body: str, *directives: str) -> str:
+    lines = ["#!/bin/bash", "#SBATCH -t 1", *(f"#SBATCH {d}" for d in directives), body, ""]
+    return "\n".join(lines)
+
+
+def wait_running(cli: SlurmCli, job_id: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        state = cli.status([job_id])[job_id].state
+        if state is JobState.RUNNING:
+            return
+        assert not state.is_terminal, f"job {job_id} ended before it ran: {state}"
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} did not start within {WAIT_S} s")
+
+
+def test_exit_code_is_the_real_exit_code(cli: TrackingCli, job_dir: Path) -> None:
+    job_id = cli.submit(script("exit 3"), cwd=str(job_dir))
+    st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
+    assert st.state is JobState.FAILED
+    assert st.is_terminal and not st.is_success
+    assert (st.exit_code, st.signal) == (3, None)  # squeue says 768: decoded
+    assert st.raw_state == "FAILED" and st.reason == "NonZeroExitCode"
+    # the jobcomp record (what status() falls back to after MinJobAge) agrees
+    deadline = time.monotonic() + 10
+    records = cli.lookup_history([job_id])
+    while not records and time.monotonic() < deadline:
+        time.sleep(0.2)
+        records = cli.lookup_history([job_id])
+    assert [(r.raw_id, r.raw_state, r.exit_code) for r in records] == [(job_id, "FAILED", 3)]
+
+
+def test_successful_job_and_log_path(cli: TrackingCli, job_dir: Path) -> None:
+    job_id = cli.submit(script('echo "hello from $SLURM_JOB_ID in $PWD"'), cwd=str(job_dir))
+    st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
+    assert st.state is JobState.COMPLETED and st.exit_code == 0
+    expected = str(job_dir / f"slurm-{job_id}.out")
+    assert cli.log_path(job_id) == expected
+    assert st.stdout_path == expected
+    assert Path(expected).read_text() == f"hello from {job_id} in {job_dir}\n"  # ran in cwd
+
+
+def test_status_of_50_jobs_is_one_query(cli: TrackingCli, runner: CountingRunner, job_dir: Path) -> None:
+    ids = [cli.submit(script("true", "--hold"), cwd=str(job_dir)) for _ in range(50)]
+    runner.calls.clear()
+    st = cli.status(ids)
+    assert [c[0] for c in runner.calls] == ["squeue"]
+    assert set(ids) <= set(st)
+    assert all(st[j].state is JobState.PENDING and st[j].reason == "JobHeldUser" for j in ids)
+    cli.cancel(ids)
+    runner.calls.clear()
+    done = cli.wait(ids, poll_s=0.2, timeout_s=WAIT_S)
+    assert all(done[j].state is JobState.CANCELLED for j in ids)
+    assert {c[0] for c in runner.calls} == {"squeue"}
+
+
+def test_cancel_running_job(cli: TrackingCli, job_dir: Path) -> None:
+    job_id = cli.submit(script("sleep 60"), cwd=str(job_dir))
+    wait_running(cli, job_id)
+    cli.cancel([job_id])
+    st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
+    assert st.state is JobState.CANCELLED
+    assert st.exit_code is None and st.signal is not None  # killed, not exited
+    cli.cancel([job_id])  # cancelling a finished job again is fine
+
+
+def test_array_job_status_per_task(cli: TrackingCli, job_dir: Path) -> None:
+    job_id = cli.submit(script("exit $SLURM_ARRAY_TASK_ID", "--array=0-2"), cwd=str(job_dir))
+    st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)
+    assert [st[f"{job_id}_{i}"].exit_code for i in range(3)] == [0, 1, 2]
+    assert st[f"{job_id}_0"].state is JobState.COMPLETED
+    assert st[f"{job_id}_2"].state is JobState.FAILED
+    assert st[job_id].state is JobState.FAILED and st[job_id].exit_code == 1
+    for i in range(3):  # squeue misreports these paths for arrays; ours are the real files
+        path = st[f"{job_id}_{i}"].stdout_path
+        assert path == str(job_dir / f"slurm-{job_id}_{i}.out")
+        assert Path(path).exists()
+    assert cli.log_path(f"{job_id}_1") == str(job_dir / f"slurm-{job_id}_1.out")
+    one = cli.status([f"{job_id}_1"])
+    assert set(one) == {f"{job_id}_1"} and one[f"{job_id}_1"].exit_code == 1
+
+
+def test_job_beyond_the_node_config_is_refused(
+    cli: TrackingCli, runner: CountingRunner, job_dir: Path
+) -> None:
+    with pytest.raises(SchedulerError) as info:
+        cli.submit(script("true", "-p gpu", "--gpus=3"), cwd=str(job_dir))
+    assert not isinstance(info.value, ControllerUnreachable)
+    assert "Requested node configuration is not available" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert [c[0] for c in runner.calls] == ["sbatch"]  # refused: no retry
+
+
+def test_ambiguous_failure_does_not_submit_twice(cluster: Cluster, job_dir: Path) -> None:
+    """sbatch really submits, but the answer is 'lost' (as after a socket timeout): the job is
+    found by its token and returned; sbatch ran once."""
+
+    class LosingRunner(CountingRunner):
+        lost = False
+        real_id = ""
+
+        def __call__(
+            self,
+            argv: Sequence[str],
+            *,
+            input_text: str | None = None,
+            env: Mapping[str, str] | None = None,
+            cwd: str | None = None,
+            timeout_s: float | None = None,
+        ) -> Completed:
+            result = super().__call__(argv, input_text=input_text, env=env, cwd=cwd, timeout_s=timeout_s)
+            if argv[0] == "sbatch" and not self.lost:
+                self.lost = True
+                assert result.ok, result.stderr
+                self.real_id = result.stdout.strip()
+                msg = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n"
+                return Completed(result.argv, 1, "", msg)
+            return result
+
+    lossy = LosingRunner()
+    cli = SlurmCli(lossy, backoff_s=0.1)
+    job_id = cli.submit(script("true", "--hold"), cwd=str(job_dir))
+    try:
+        assert job_id == lossy.real_id
+        assert [c[0] for c in lossy.calls] == ["sbatch", "squeue"]
+    finally:
+        SlurmCli().cancel([lossy.real_id, job_id])
+
+
+def test_unreachable_controller_is_retried_then_reported(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real sbatch against a controller port nobody listens on (a copy of slurm.conf, so the shared
+    cluster is untouched): Slurm's own connect failure, retried, then ControllerUnreachable."""
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+    for f in conf.parent.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    lines = [ln for ln in conf.read_text().splitlines() if not ln.strip().lower().startswith("slurmctldport")]
+    (tmp_path / conf.name).write_text("\n".join([*lines, "SlurmctldPort=1"]) + "\n")
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / conf.name))
+    runner = CountingRunner()
+    sleeps: list[float] = []
+    cli = SlurmCli(runner, retries=1, backoff_s=0.1, sleep=lambda s: (sleeps.append(s), time.sleep(s))[1])
+    with pytest.raises(ControllerUnreachable) as info:
+        cli.submit(script("true", "--hold"), cwd=str(tmp_path))
+    assert "Unable to contact slurm controller" in str(info.value)
+    assert "no job was submitted" in str(info.value)
+    assert [c[0] for c in runner.calls] == ["sbatch", "sbatch"]
+    assert sleeps == [0.1]
+
+
+def test_unknown_job(cli: TrackingCli) -> None:
+    st = cli.status(["59999999"])["59999999"]
+    assert st.state is JobState.UNKNOWN and not st.known
+    assert cli.log_path("59999999") is None
+
+
+def test_backend_selection_on_the_dev_cluster(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HPCJOBS_SCHEDULER", raising=False)
+    sched = get_scheduler()
+    assert sched.name in ("slurm-cli", "pyslurm")
+    line = describe_backend()
+    assert line.startswith(sched.name) and "\n" not in line
+    assert re.fullmatch(r"\d+\.\d+\.\d+", sched.cluster_version())
