@@ -92,9 +92,13 @@ def _site_path(ctx: click.Context, site_path: str | None) -> str | None:
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hpcjobs")
 @_site_option
+@click.option("-v", "--verbose", count=True, help="Show structured events (-v) and debug output (-vv) on stderr.")
 @click.pass_context
-def main_group(ctx: click.Context, site_path: str | None) -> None:
+def main_group(ctx: click.Context, site_path: str | None, verbose: int) -> None:
     """Turn a container workload into a correct Slurm batch job running in Apptainer."""
+    from hpcjobs.log import configure_cli_logging
+
+    configure_cli_logging(verbose)
     ctx.ensure_object(dict)
     ctx.obj["site_path"] = site_path
 
