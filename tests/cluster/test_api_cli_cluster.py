@@ -1,0 +1,127 @@
+"""The Python API and the CLI against the real dev cluster: submit, status, wait, cancel, logs,
+exit codes, refusal before submission, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from clusterenv import Cluster
+
+from hpcjobs import ContainerJob, JobState
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "site-configs" / "dev-cluster.yaml"
+HPCJOBS = [sys.executable, "-m", "hpcjobs"]
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "HPCJOBS_SITE": str(SITE), **(env or {})}
+    return subprocess.run([*HPCJOBS, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=300)
+
+
+def slurm_knows_name(name: str) -> bool:
+    q = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
+    c = subprocess.run(["sacct", "-c", "-n", "-P", "-o", "jobname"], capture_output=True, text=True)
+    return bool(q.stdout.strip()) or name in c.stdout.split()
+
+
+def test_api_submit_wait_logs(cluster: Cluster, job_dir: Path) -> None:
+    job = ContainerJob(image=cluster.image("tiny_sif"), command=["api", "two words"], time_min=2)
+    handle = job.submit(SITE, cwd=job_dir)
+    st = handle.wait(poll_s=0.2, timeout_s=120)
+    assert st.state is JobState.COMPLETED and st.exit_code == 0
+    assert "entry: api\nentry: two words\n" in handle.logs()
+    assert handle.log_path() == str(job_dir / f"hpcjobs-tiny-{handle.job_id}.out")
+
+
+def test_api_real_exit_code_and_failed_state(cluster: Cluster, job_dir: Path) -> None:
+    job = ContainerJob(image=cluster.image("tiny_sif"), entrypoint=["/bin/sh", "-c", "exit 3"])
+    st = job.submit(SITE, cwd=job_dir).wait(poll_s=0.2, timeout_s=120)
+    assert st.state is JobState.FAILED and st.exit_code == 3
+
+
+def test_cli_submit_wait_exit_code_and_json(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\nentrypoint: [/bin/sh, -c, 'echo out; exit 5']\n"
+    )
+    r = cli("submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 5, r.stderr
+    result = json.loads(r.stdout)
+    assert result["state"] == "FAILED" and result["exit_code"] == 5
+    logs = cli("logs", result["job_id"], cwd=job_dir)
+    assert logs.returncode == 0 and logs.stdout == "out\n"
+    st = cli("status", result["job_id"], "--json", cwd=job_dir)
+    assert json.loads(st.stdout)[0]["state"] == "FAILED"
+
+
+def test_cli_set_override_and_status_cancel(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "job.yaml").write_text(f"image: {cluster.image('tiny_sif')}\nentrypoint: [sleep, '60']\n")
+    r = cli("submit", "job.yaml", "--set", "name=cancel-me", "--set", "time_min=3", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    assert job_id.isdigit()
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert "JobName=cancel-me" in shown and "TimeLimit=00:03:00" in shown
+    assert cli("cancel", job_id, cwd=job_dir).returncode == 0
+    w = cli("wait", job_id, "--poll-s", "0.2", cwd=job_dir)
+    assert "CANCELLED" in w.stdout and w.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["time_min=5000"], "max_time_min"),
+        (["gpus=1", "partition=cpu"], "has no GPUs"),
+        (["gpus=3"], "max_gpus_per_node"),
+        (["binds=['/no/such/dir:/x']"], "does not exist"),
+    ],
+)
+def test_cli_refuses_before_submission(cluster: Cluster, job_dir: Path, sets: list[str], message: str) -> None:
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    (job_dir / "job.yaml").write_text(f"image: {cluster.image('tiny_sif')}\nname: {name}\n")
+    args = [a for s in sets for a in ("--set", s)]
+    r = cli("submit", "job.yaml", *args, cwd=job_dir)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpcjobs: error: ") and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not slurm_knows_name(name)  # refused before sbatch: Slurm never saw it
+
+
+def test_cli_bad_job_file_one_line_with_key_path(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "job.yaml").write_text("image: x.sif\nbinds: [{src: /tmp, bogus: 1}]\n")
+    r = cli("render", "job.yaml", cwd=job_dir)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "binds.0.bogus" in r.stderr and "valid keys" in r.stderr
+
+
+def test_cli_gpu_job_end_to_end(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\ngpus: 1\nentrypoint: [/bin/sh, -c, 'echo CVD=$CUDA_VISIBLE_DEVICES']\n"
+    )
+    script = cli("render", "job.yaml", cwd=job_dir).stdout
+    assert "#SBATCH --partition=gpu" in script and "#SBATCH --gpus=1" in script and " --nv " in script
+    r = cli("submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip().splitlines()[0]
+    assert "CVD=0" in (job_dir / f"hpcjobs-tiny-{job_id}.out").read_text()
+
+
+def test_cli_mpi_job_two_ranks(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('mpi_sif')}\nntasks: 2\nentrypoint: [{cluster['mpi_hello']}]\n"
+    )
+    r = cli("submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip().splitlines()[0]
+    out = (job_dir / f"hpcjobs-mpi-{job_id}.out").read_text()
+    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("rank ")) == ["0", "1"], out
