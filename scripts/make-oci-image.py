@@ -121,7 +121,8 @@ def build_layer(busybox: Path) -> bytes:
     for applet in busybox_applets(busybox):
         t.symlink(f"bin/{applet}", "busybox")
     t.symlink("usr/bin/env", "../../bin/busybox")
-    t.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    t.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"
+           b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     t.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
     t.file("etc/os-release", b'ID=hpcjobs-tiny\nNAME="hpcjobs tiny test image"\nVERSION_ID=1\n')
     t.file("opt/work/marker.txt", b"tiny-workdir\n")
@@ -208,8 +209,8 @@ def main(argv: list[str]) -> int:
     (tmpdir / "index.json").write_bytes(index_bytes)
     for digest, data in blobs.items():
         (tmpdir / "blobs" / "sha256" / digest.split(":", 1)[1]).write_bytes(data)
-    for root, dirs, files in os.walk(tmpdir):
-        os.chmod(root, 0o755)
+    for root, _dirs, files in os.walk(tmpdir):
+        os.chmod(root, 0o755)  # noqa: S103 (images must be readable by the unprivileged test user)
         for f in files:
             os.chmod(os.path.join(root, f), 0o644)
     final = out / "tiny-oci"
