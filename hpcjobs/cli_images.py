@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -37,24 +38,11 @@ def human_size(n: float) -> str:
 
 
 def _configure_logging(verbose: int) -> None:
-    """The images CLI's log events go to stderr (never stdout, which carries paths and JSON)."""
-    import logging
+    """Events go to stderr (never stdout, which carries paths and JSON); -v shows them."""
+    from hpcjobs.log import configure_cli_logging
 
-    import structlog
-
-    if structlog.is_configured():
-        return
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
+    if verbose or not logging.getLogger("hpcjobs").handlers:
+        configure_cli_logging(verbose)
 
 
 def _load_site(ctx: click.Context) -> SiteConfig | None:

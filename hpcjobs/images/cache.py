@@ -11,8 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from hpcjobs.errors import ImageError
 from hpcjobs.images.convert import Converter, spython_inspect
 from hpcjobs.images.digest import Resolved, Resolver
@@ -21,9 +19,10 @@ from hpcjobs.images.options import CacheOptions
 from hpcjobs.images.refs import ImageRef, parse_ref
 from hpcjobs.images.registry import InsecureRegistries
 from hpcjobs.images.store import CacheEntry, GcReport, ImageStore, rmtree_quiet
+from hpcjobs.log import get_logger
 from hpcjobs.runner import Runner, default_runner
 
-log = structlog.get_logger("hpcjobs.images")
+log = get_logger("hpcjobs.images")
 EventHook = Callable[[str, Mapping[str, Any]], None]
 
 

@@ -149,7 +149,8 @@ def _pending_path(cache: ImageCache, res: Resolved) -> str:
 def _record_pending(cache: ImageCache, res: Resolved, job_id: str) -> None:
     path = _pending_path(cache, res)
     tmp = f"{path}.{secrets.token_hex(4)}.tmp"
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ImageError):
+        cache.store.ensure()
         with open(tmp, "w") as f:
             json.dump({"job_id": job_id, "submitted": time.time(), "digest": res.key}, f)
         os.replace(tmp, path)

@@ -239,12 +239,16 @@ class LeaseLock:
 
     # -- internals --------------------------------------------------------------------------
     def _attempt(self, seen: dict[str, Any]) -> bool:
-        info = LeaseInfo.mine(self.purpose)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
-        except FileExistsError:
-            self._check_stale(seen)
+        for _ in range(2):  # a second try right after taking a stale lease over
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
+                break
+            except FileExistsError:
+                if not self._check_stale(seen):
+                    return False
+        else:
             return False
+        info = LeaseInfo.mine(self.purpose)
         try:
             os.fchmod(fd, self.mode)
             os.write(fd, info.dump())
@@ -260,10 +264,11 @@ class LeaseLock:
         self._thread.start()
         return True
 
-    def _check_stale(self, seen: dict[str, Any]) -> None:
+    def _check_stale(self, seen: dict[str, Any]) -> bool:
+        """True when the lease vanished or was taken over (worth an immediate retry)."""
         got = _read(self.path)
         if got is None:
-            return  # vanished: try again at once
+            return True  # vanished: try again at once
         data, st = got
         info = LeaseInfo.parse(data)
         seen["info"] = info
@@ -272,9 +277,10 @@ class LeaseLock:
         if seen.get("identity") != identity:
             seen["identity"], seen["since"] = identity, now
         reason = self._stale_reason(info, st, now - float(seen["since"]))
-        if reason is not None:
-            self._take_over(info, data, st.st_ino, reason)
-            seen.pop("identity", None)
+        if reason is None:
+            return False
+        seen.pop("identity", None)
+        return self._take_over(info, data, st.st_ino, reason)
 
     def _stale_reason(self, info: LeaseInfo | None, st: os.stat_result, unchanged_s: float) -> str | None:
         if (
@@ -291,24 +297,25 @@ class LeaseLock:
             return f"heartbeat not seen for {unchanged_s:.0f} s"
         return None
 
-    def _take_over(self, judged: LeaseInfo | None, judged_data: bytes, judged_ino: int, reason: str) -> None:
+    def _take_over(self, judged: LeaseInfo | None, judged_data: bytes, judged_ino: int, reason: str) -> bool:
         private = f"{self.path}.stale.{secrets.token_hex(8)}"
         try:
             os.rename(self.path, private)
         except OSError:
-            return  # another taker won the rename (or the holder released)
+            return True  # another taker won the rename (or the holder released): the path may be free
         got = _read(private)
         if got is not None and got[0] == judged_data and got[1].st_ino == judged_ino:
             with contextlib.suppress(OSError):
                 os.unlink(private)
             if self.on_takeover is not None:
                 self.on_takeover(judged, reason)
-            return
+            return True
         # we displaced a lease we had not judged (a new holder slipped in): put it back
         with contextlib.suppress(OSError):
             os.link(private, self.path)
         with contextlib.suppress(OSError):
             os.unlink(private)
+        return False
 
     def _heartbeat(self) -> None:
         info = self.info

@@ -461,9 +461,9 @@ class ImageStore:
         report.total_bytes_before = sum(e.size for e in entries)
         entries.sort(key=lambda e: (e.last_used or e.created, e.created))
 
-        def protected(e: CacheEntry) -> str | None:
+        def protected(e: CacheEntry, lock_held: bool = False) -> str | None:
             stem = key_stem(e.digest or "")
-            if lease_is_live(self.layer.lock(stem), self.stale_after_s):
+            if not lock_held and lease_is_live(self.layer.lock(stem), self.stale_after_s):
                 return "locked"
             until = self.leased_until(stem)
             if until is not None and until > time.time():
@@ -516,16 +516,16 @@ class ImageStore:
         if not lock.try_acquire():
             return False
         try:
-            if protected(e) is not None:
+            if protected(e, lock_held=True) is not None:
                 return False
+            used_before = self.last_used(stem)
             trash = self.layer.root / "tmp" / f".gc.{stem}.{secrets.token_hex(4)}"
             try:
                 os.rename(e.path, trash)
             except OSError:
                 return False
-            # a pull that touched the entry between our check and the rename keeps it
-            used = self.last_used(stem) or 0.0
-            if time.time() - used < 5.0:
+            # a pull that recorded a use between our check and the rename keeps the entry
+            if self.last_used(stem) != used_before:
                 with contextlib.suppress(OSError):
                     os.link(trash, e.path)
                 with contextlib.suppress(OSError):

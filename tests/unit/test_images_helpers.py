@@ -74,10 +74,18 @@ def tiny_image(content: bytes = b"hello", *, arch: str | None = None) -> TinyIma
     manifest = {
         "schemaVersion": 2,
         "mediaType": MT_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config_bytes),
-                   "size": len(config_bytes)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(layer_gz),
-                    "size": len(layer_gz)}],
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": sha(config_bytes),
+            "size": len(config_bytes),
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": sha(layer_gz),
+                "size": len(layer_gz),
+            }
+        ],
     }
     manifest_bytes = cj(manifest)
     img = TinyImage(sha(config_bytes), sha(manifest_bytes), layer, config_bytes, manifest_bytes, layer_gz)
@@ -88,7 +96,11 @@ def tiny_image(content: bytes = b"hello", *, arch: str | None = None) -> TinyIma
 def index_for(images: Sequence[tuple[TinyImage, str | None]]) -> bytes:
     manifests = []
     for img, tag in images:
-        d: dict[str, Any] = {"mediaType": MT_MANIFEST, "digest": img.manifest, "size": len(img.manifest_bytes)}
+        d: dict[str, Any] = {
+            "mediaType": MT_MANIFEST,
+            "digest": img.manifest,
+            "size": len(img.manifest_bytes),
+        }
         if tag is not None:
             d["annotations"] = {"org.opencontainers.image.ref.name": tag}
         manifests.append(d)
@@ -105,9 +117,14 @@ def write_oci_dir(path: Path, images: Sequence[tuple[TinyImage, str | None]]) ->
     return path
 
 
-def write_oci_archive(path: Path, images: Sequence[tuple[TinyImage, str | None]], *, dot_slash: bool = False) -> Path:
+def write_oci_archive(
+    path: Path, images: Sequence[tuple[TinyImage, str | None]], *, dot_slash: bool = False
+) -> Path:
     prefix = "./" if dot_slash else ""
-    files = {f"{prefix}oci-layout": cj({"imageLayoutVersion": "1.0.0"}), f"{prefix}index.json": index_for(images)}
+    files = {
+        f"{prefix}oci-layout": cj({"imageLayoutVersion": "1.0.0"}),
+        f"{prefix}index.json": index_for(images),
+    }
     for img, _ in images:
         for digest, data in img.blobs.items():
             files[f"{prefix}blobs/sha256/" + digest.split(":", 1)[1]] = data
@@ -131,8 +148,14 @@ class FakeRunner:
     """Answers ``apptainer build DEST SRC`` by writing a valid SIF (after ``delay_s``), counting
     builds in ``count_file``; other argv from ``answers`` (first matching prefix) or exit 0."""
 
-    def __init__(self, count_file: Path | None = None, delay_s: float = 0.0, fail: bool = False,
-                 answers: Mapping[tuple[str, ...], Completed] | None = None, write_invalid: bool = False) -> None:
+    def __init__(
+        self,
+        count_file: Path | None = None,
+        delay_s: float = 0.0,
+        fail: bool = False,
+        answers: Mapping[tuple[str, ...], Completed] | None = None,
+        write_invalid: bool = False,
+    ) -> None:
         self.count_file = count_file
         self.delay_s = delay_s
         self.fail = fail
@@ -140,8 +163,15 @@ class FakeRunner:
         self.write_invalid = write_invalid
         self.calls: list[tuple[tuple[str, ...], dict[str, str]]] = []
 
-    def __call__(self, argv: Sequence[str], *, input_text: str | None = None, env: Mapping[str, str] | None = None,
-                 cwd: str | None = None, timeout_s: float | None = None) -> Completed:
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Completed:
         args = tuple(str(a) for a in argv)
         self.calls.append((args, dict(env or {})))
         for prefix, answer in self.answers.items():
@@ -186,8 +216,10 @@ class _RegistryHandler(BaseHTTPRequestHandler):
         if self.server.token and self.headers.get("Authorization") != f"Bearer {self.server.token}":
             self.send_response(401)
             port = self.server.server_address[1]
-            self.send_header("WWW-Authenticate",
-                             f'Bearer realm="http://127.0.0.1:{port}/token",service="test",scope="repository:{repo}:pull"')
+            self.send_header(
+                "WWW-Authenticate",
+                f'Bearer realm="http://127.0.0.1:{port}/token",service="test",scope="repository:{repo}:pull"',
+            )
             self.end_headers()
             return
         data = self.server.manifests.get(repo, {}).get(ref)
@@ -240,5 +272,5 @@ class _RegistryServer(ThreadingHTTPServer):
 
 def start_registry() -> _RegistryServer:
     srv = _RegistryServer()
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return srv
