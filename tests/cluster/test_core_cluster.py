@@ -88,7 +88,9 @@ def test_gpu_job_sees_cuda_visible_devices_with_nv(cluster: Cluster, job_dir: Pa
 
 
 def test_cpu_partition_has_no_nv(cluster: Cluster, job_dir: Path) -> None:
-    script = script_for(image=cluster.image("tiny_sif"), entrypoint=["/bin/sh", "-c", 'echo "CVD=[$CUDA_VISIBLE_DEVICES]"'])
+    script = script_for(
+        image=cluster.image("tiny_sif"), entrypoint=["/bin/sh", "-c", 'echo "CVD=[$CUDA_VISIBLE_DEVICES]"']
+    )
     assert "--nv" not in script and "#SBATCH --partition=cpu" in script
     state, code, out = run_job(script, job_dir)
     assert (state, code) == ("COMPLETED", 0), out

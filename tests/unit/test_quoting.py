@@ -35,7 +35,8 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Path:
             """
             import json, os, sys
             with open(os.environ["ARGV_OUT"], "w", encoding="utf-8", errors="surrogateescape") as f:
-                json.dump({"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items() if k.startswith("APPTAINERENV_")}}, f)
+                env = {k: v for k, v in os.environ.items() if k.startswith("APPTAINERENV_")}
+                json.dump({"argv": sys.argv[1:], "env": env}, f)
             """
         )
     )
@@ -74,7 +75,9 @@ def test_command_arrives_byte_for_byte(stub: Path, tmp_path: Path, args: list[st
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entry=st.lists(hostile_text, min_size=1, max_size=3), args=hostile_args, workdir=hostile_text)
-def test_entrypoint_and_workdir_arrive(stub: Path, tmp_path: Path, entry: list[str], args: list[str], workdir: str) -> None:
+def test_entrypoint_and_workdir_arrive(
+    stub: Path, tmp_path: Path, entry: list[str], args: list[str], workdir: str
+) -> None:
     site = load_site_text(_site(stub))
     job = resolve(JobSpec(image="/img/x.sif", entrypoint=entry, command=args, workdir="/" + workdir), site)
     got = _run_script(render(job), tmp_path)
