@@ -217,7 +217,10 @@ def _expected(err: Any) -> str:
     elif kind == "string_too_short":
         what = "a non-empty string"
     elif kind == "too_short":
-        what = f"at least {ctx.get('min_length', 1)} item(s)"
+        n = ctx.get("min_length", 1)
+        what = f"at least {n} entr{'y' if n == 1 else 'ies'}"
+        if not ctx.get("actual_length"):
+            return f"expected {what}, got none"
     else:  # validators' own messages say what is wrong
         return str(err["msg"]).removeprefix("Value error, ")
     return f"expected {what}, got {_shown(got)}"

@@ -25,7 +25,7 @@ from hpcjobs.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,19 +48,33 @@ def _scalar_str(value: Any) -> Any:
     return value
 
 
+def _check_each(items: Iterable[tuple[str | int, Any]], check: Callable[[Any], str | None]) -> None:
+    """Raise one problem per failing item, each at its own key path (``env.NAME``, ``sbatch.0``)."""
+    problems = [((key,), msg, value) for key, value in items if (msg := check(value)) is not None]
+    if problems:
+        raise _problems("items", problems)
+
+
 def _env_names(value: dict[str, str]) -> dict[str, str]:
-    for key in value:
-        if not _ENV_NAME.match(key):
-            raise ValueError(f"environment variable name {key!r} is not a valid name")
+    def check(key: str) -> str | None:
+        if _ENV_NAME.match(key):
+            return None
+        return f"{key!r} is not an environment variable name (letters, digits and _, not first a digit)"
+
+    _check_each(((k, k) for k in value), check)
     return value
 
 
-def _options(value: list[str], what: str) -> list[str]:
-    for opt in value:
-        if not opt.startswith("-"):
-            raise ValueError(f"{what} {opt!r} is not an option (must start with '-')")
-        if "\n" in opt:
-            raise ValueError(f"{what} {opt!r} may not contain a newline")
+def _option_problem(opt: str) -> str | None:
+    if not opt.startswith("-"):
+        return f"{opt!r} is not an option (must start with '-')"
+    if "\n" in opt:
+        return f"{opt!r} may not contain a newline"
+    return None
+
+
+def _options(value: list[str]) -> list[str]:
+    _check_each(enumerate(value), _option_problem)
     return value
 
 
@@ -115,7 +129,7 @@ class RuntimeSettings(StrictModel):
     @field_validator("flags")
     @classmethod
     def _flags(cls, value: list[str]) -> list[str]:
-        return _options(value, "runtime flag")
+        return _options(value)
 
 
 class MpiSettings(StrictModel):
@@ -175,14 +189,15 @@ class Settings(StrictModel):
     def _sbatch(cls, value: list[str]) -> list[str]:
         from hpcjobs.resolve import MANAGED_SBATCH
 
-        for opt in _options(value, "sbatch option"):
+        def check(opt: str) -> str | None:
             flag = opt.split("=", 1)[0]
             if flag in MANAGED_SBATCH:
-                raise ValueError(
-                    f"sbatch option {opt!r} sets {flag}, which hpcjobs manages: use the setting instead"
-                )
+                return f"{opt!r} sets {flag}, which hpcjobs writes itself: use the setting instead"
             if '"' in opt:
-                raise ValueError(f"sbatch option {opt!r} may not contain a double quote")
+                return f"{opt!r} may not contain a double quote"
+            return _option_problem(opt)
+
+        _check_each(enumerate(value), check)
         return value
 
 
@@ -228,9 +243,10 @@ class Policy(StrictModel):
     @field_validator("deny_bind_sources")
     @classmethod
     def _absolute(cls, value: list[str]) -> list[str]:
-        for path in value:
-            if not path.startswith("/"):
-                raise ValueError(f"{path!r} is not an absolute path")
+        def check(path: str) -> str | None:
+            return None if path.startswith("/") else f"{path!r} is not an absolute path"
+
+        _check_each(enumerate(value), check)
         return value
 
     @field_validator("locked")
@@ -239,9 +255,8 @@ class Policy(StrictModel):
         from hpcjobs.spec import JobSpec
 
         valid = sorted(set(JobSpec.model_fields) - {"image"})
-        for key in value:
-            if key not in valid:
-                raise ValueError(f"{key!r} is not a job field that can be locked (valid: {', '.join(valid)})")
+        msg = f"not a job field that can be locked (valid: {', '.join(valid)})"
+        _check_each(enumerate(value), lambda key: None if key in valid else f"{key!r} is {msg}")
         return value
 
     def denied_bind_source(self, src: str) -> str | None:

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-BIND_PATTERN = r"^[^:,\n]+(:[^:,\n]+)?(:(ro|rw))?$"
+BIND_PATTERN = r"^[^:,\n]+(:/[^:,\n]*(:(ro|rw))?)?$"
 _BIND_DOCS = {
     "src": "Host path.",
     "dst": "Absolute path in the container (default: src).",
