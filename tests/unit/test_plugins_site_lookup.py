@@ -44,7 +44,7 @@ def test_runtime_binary_and_flags_from_partition() -> None:
 
 def test_unknown_runtime_lists_available() -> None:
     site = load_site_text(SITE)
-    with pytest.raises(ConfigError, match="charliecloud.*apptainer, singularity"):
+    with pytest.raises(ConfigError, match=r"charliecloud.*apptainer, singularity"):
         render(resolve(JobSpec(image="/i/x.sif", partition="odd"), site))
 
 
