@@ -167,3 +167,13 @@ def test_script_cwd_is_submit_dir(cluster: Cluster, job_dir: Path) -> None:
     state, code, out = run_job(script_for(image=cluster.image("tiny_sif"), command=["x"]), job_dir)
     assert (state, code) == ("COMPLETED", 0)
     assert f"entry-pwd: {os.path.realpath(job_dir)}" in out
+
+
+def test_cleanenv_gpu_job_keeps_cuda_visible_devices_and_drops_host_env(cluster: Cluster, job_dir: Path) -> None:
+    script = script_for(
+        image=cluster.image("tiny_sif"), gpus=1, cleanenv=True, env={"MINE": "kept"},
+        entrypoint=["/bin/sh", "-c", 'echo "CVD=$CUDA_VISIBLE_DEVICES MINE=$MINE HOSTONLY=[$HOSTONLY]"'],
+    )
+    state, code, out = run_job(script, job_dir, env={"HOSTONLY": "leak"})
+    assert (state, code) == ("COMPLETED", 0), out
+    assert "CVD=0 MINE=kept HOSTONLY=[]" in out
