@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write docs/site-config-reference.md from the site config models (or --check that it is current).
 
-    .venv/bin/python scripts/gen-site-reference.py          # regenerate
-    .venv/bin/python scripts/gen-site-reference.py --check  # exit 1 when out of date
+.venv/bin/python scripts/gen-site-reference.py          # regenerate
+.venv/bin/python scripts/gen-site-reference.py --check  # exit 1 when out of date
 """
 
 from __future__ import annotations

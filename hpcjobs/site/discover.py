@@ -247,9 +247,7 @@ def facts_from_outputs(
     partitions_text: str, nodes_text: str, config: Mapping[str, str], mpi_plugins: Sequence[str]
 ) -> ClusterFacts:
     nodes = [Node.from_record(r) for r in parse_records(nodes_text) if "NodeName" in r]
-    parts = tuple(
-        PartitionFacts.from_record(r, nodes) for r in parse_records(partitions_text) if "PartitionName" in r
-    )
+    parts = tuple(PartitionFacts.from_record(r, nodes) for r in parse_records(partitions_text) if "PartitionName" in r)
     if not parts:
         raise SchedulerError("Slurm reports no partitions: nothing to describe")
     return ClusterFacts(
@@ -473,9 +471,7 @@ def _partition(o: _Out, p: PartitionFacts, parts: Sequence[PartitionFacts], fact
         if len(types) == 1 and None not in types:
             o.add(6, "type", next(iter(types)), "every GPU here has this type")
         elif len(types - {None}) > 1:
-            o.comment(
-                6, f"GPU types differ ({', '.join(sorted(t for t in types if t))}): no type is requested"
-            )
+            o.comment(6, f"GPU types differ ({', '.join(sorted(t for t in types if t))}): no type is requested")
 
 
 def _span(values: Sequence[float]) -> str:

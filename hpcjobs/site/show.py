@@ -82,10 +82,7 @@ def effective_settings(site: SiteConfig, partition: str) -> list[Setting]:
             out.append(Setting(key, None, f"{NOT_SET}: {unset}"))
     items = site.item_sources(partition)
     out += [Setting("binds", b.spec(), label(items.get(f"binds:{b.dst}"))) for b in eff.binds]
-    out += [
-        Setting("node_local_paths", p, label(items.get(f"node_local_paths:{p}")))
-        for p in eff.node_local_paths
-    ]
+    out += [Setting("node_local_paths", p, label(items.get(f"node_local_paths:{p}"))) for p in eff.node_local_paths]
     out += [Setting(f"env.{k}", v, label(items.get(f"env:{k}"))) for k, v in eff.env.items()]
     out += [Setting(f"mpi.env.{k}", v, label(items.get(f"mpi.env:{k}"))) for k, v in eff.mpi.env.items()]
     out += [Setting("runtime.flags", f, label(items.get(f"runtime.flags:{f}"))) for f in eff.runtime.flags]
@@ -129,7 +126,7 @@ def show_text(site: SiteConfig, source: str, partitions: list[str]) -> str:
         sections.append((title, effective_settings(site, p)))
     rows = [(s.key, _value(s.value), s.source) for _, settings in sections for s in settings]
     kw = max(len(k) for k, _, _ in rows)
-    vw = min(max(len(v) for _, v, _ in rows), 40)
+    vw = min(max(len(v) for _, v, _ in rows), 24)
     lines: list[str] = []
     for title, settings in sections:
         lines += ["", title] if lines else [title]

@@ -36,9 +36,7 @@ def draft(cluster: Cluster) -> str:
     return discover()
 
 
-def test_discover_cli_writes_a_valid_draft_of_both_partitions_and_gpus(
-    cluster: Cluster, tmp_path: Path
-) -> None:
+def test_discover_cli_writes_a_valid_draft_of_both_partitions_and_gpus(cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "site.yaml"
     proc = subprocess.run(
         [*hpcjobs_exe(), "site", "discover", "--output", str(out)],
@@ -48,9 +46,7 @@ def test_discover_cli_writes_a_valid_draft_of_both_partitions_and_gpus(
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run(
-        [*hpcjobs_exe(), "site", "validate", str(out)], capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([*hpcjobs_exe(), "site", "validate", str(out)], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (0, f"{out}: ok\n"), proc.stderr
 
     cfg = load_site_text(out.read_text(), str(out))
@@ -156,9 +152,7 @@ def test_sbatch_reads_explained_directives_with_their_comments(cluster: Cluster,
 
 def test_site_show_and_validate_published_configs(cluster: Cluster) -> None:
     configs = sorted(str(p) for p in (REPO / "site-configs").glob("*.yaml"))
-    proc = subprocess.run(
-        [*hpcjobs_exe(), "site", "validate", *configs], capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([*hpcjobs_exe(), "site", "validate", *configs], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = subprocess.run(
         [*hpcjobs_exe(), "--site", str(REPO / "site-configs" / "dev-cluster.yaml"), "site", "show", "--json"],
