@@ -52,11 +52,7 @@ def _load_site(ctx: click.Context) -> SiteConfig | None:
     path = obj.get("site_path") if isinstance(obj, dict) else None
     if path:
         return load_site(path)
-    if (
-        os.environ.get(ENV_VAR)
-        or os.path.isfile(os.path.expanduser(USER_PATH))
-        or os.path.isfile(SYSTEM_PATH)
-    ):
+    if os.environ.get(ENV_VAR) or os.path.isfile(os.path.expanduser(USER_PATH)) or os.path.isfile(SYSTEM_PATH):
         return load_site()
     return None  # no site config anywhere: the cache works with its defaults
 
@@ -98,15 +94,12 @@ def _spinner(enabled: bool) -> Iterator[Any]:
 
 
 @click.group("images", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-v", "--verbose", count=True, help="Log cache events (hit, miss, wait, convert, publish, gc) to stderr."
-)
+@click.option("-v", "--verbose", count=True, help="Log cache events (hit, miss, wait, convert, publish, gc) to stderr.")
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Writable cache (default: $HPCJOBS_IMAGE_CACHE, the site's images.cache_dir, "
-    "~/.cache/hpcjobs/images).",
+    help="Writable cache (default: $HPCJOBS_IMAGE_CACHE, the site's images.cache_dir, ~/.cache/hpcjobs/images).",
 )
 @click.pass_context
 def images(ctx: click.Context, verbose: int, cache_dir: str | None) -> None:
@@ -143,6 +136,7 @@ def images(ctx: click.Context, verbose: int, cache_dir: str | None) -> None:
 @click.option("--mksquashfs-args", default=None, help="Passed to apptainer build --mksquashfs-args.")
 @click.option("--apptainer", "binary", default=None, help="Apptainer (or singularity) executable.")
 @click.option("--wait-timeout", type=float, default=None, help="Give up waiting for another conversion (s).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Writable cache (as for images).")
 @click.pass_context
 def pull(
     ctx: click.Context,
@@ -154,6 +148,7 @@ def pull(
     mksquashfs_args: str | None,
     binary: str | None,
     wait_timeout: float | None,
+    cache_dir: str | None,
 ) -> None:
     """Convert REF to SIF if it is not cached yet; print the SIF path.
 
@@ -164,6 +159,8 @@ def pull(
 
     site = _load_site(ctx)
     opts = _cache_options(ctx)
+    if cache_dir:
+        opts["cache_dir"] = cache_dir
     site_insecure = list(getattr(site.images, "insecure_registries", None) or []) if site is not None else []
     with _spinner(True) as hook:
         cache = open_cache(
@@ -227,18 +224,12 @@ def inspect_cmd(ctx: click.Context, ref: str, no_labels: bool) -> None:
 
 
 @images.command("gc")
-@click.option(
-    "--max-size", default=None, metavar="SIZE", help="Shrink the cache to SIZE (e.g. 10G), LRU first."
-)
-@click.option(
-    "--older-than", type=float, default=None, metavar="DAYS", help="Remove entries unused for DAYS."
-)
+@click.option("--max-size", default=None, metavar="SIZE", help="Shrink the cache to SIZE (e.g. 10G), LRU first.")
+@click.option("--older-than", type=float, default=None, metavar="DAYS", help="Remove entries unused for DAYS.")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
-def gc_cmd(
-    ctx: click.Context, max_size: str | None, older_than: float | None, dry_run: bool, as_json: bool
-) -> None:
+def gc_cmd(ctx: click.Context, max_size: str | None, older_than: float | None, dry_run: bool, as_json: bool) -> None:
     """Remove least-recently-used images; never one in use, leased by a queued job, or being converted."""
     from hpcjobs.images import open_cache
 

@@ -29,9 +29,7 @@ EventHook = Callable[[str, Mapping[str, Any]], None]
 class ImageCache:
     """An image cache configured by :class:`CacheOptions`; the functions in ``hpcjobs.images`` use one."""
 
-    def __init__(
-        self, opts: CacheOptions, runner: Runner | None = None, *, on_event: EventHook | None = None
-    ) -> None:
+    def __init__(self, opts: CacheOptions, runner: Runner | None = None, *, on_event: EventHook | None = None) -> None:
         self.opts = opts
         self.runner = runner or default_runner()
         self.store = ImageStore(
@@ -122,9 +120,7 @@ class ImageCache:
         with lock:
             entry = self.store.find(res.key)
             if entry is not None:
-                self._event(
-                    "hit", ref=ref, digest=res.key, path=entry.path, layer=entry.layer, after_wait=True
-                )
+                self._event("hit", ref=ref, digest=res.key, path=entry.path, layer=entry.layer, after_wait=True)
                 self.store.record_ref(ref, res.key, res.manifest)
                 return replace(entry, origin="waited")
             entry = self._convert(res, lock_lost=lambda: lock.lost)

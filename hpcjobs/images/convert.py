@@ -99,9 +99,7 @@ class Converter:
             except RunnerError as exc:
                 raise ImageConversionError(f"cannot verify {path}: {exc}") from exc
             if not result.ok:
-                raise ImageConversionError(
-                    f"{self.opts.binary} inspect rejects the new SIF: {result.stderr.strip()}"
-                )
+                raise ImageConversionError(f"{self.opts.binary} inspect rejects the new SIF: {result.stderr.strip()}")
         return summary
 
     def inspect_labels(self, path: str) -> dict[str, Any]:

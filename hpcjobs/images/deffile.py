@@ -6,7 +6,8 @@ as written and the content of what it names — a file's bytes, a directory's so
 symlink targets, file bytes and executable bits), glob patterns expanded and sorted. Relative
 sources are taken relative to the definition file's directory (conversion builds from there).
 
-Not tracked (documented): what ``%setup`` or ``%post`` fetch, and a ``From:`` tag that moves —
+``Bootstrap: localimage`` bases count by path, size, mtime and inode (not by content: they may be
+large). Not tracked (documented): what ``%setup`` or ``%post`` fetch, and a ``From:`` tag that moves —
 pin the base image by digest in the definition file for a key that means what it says.
 """
 
@@ -49,6 +50,21 @@ def files_sources(text: str) -> list[str]:
     return sources
 
 
+def localimage_base(text: str) -> str | None:
+    """The ``From:`` path of a ``Bootstrap: localimage`` header, else None."""
+    header: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("%"):
+            break
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            header[key.strip().lower()] = value.strip()
+    if header.get("bootstrap", "").lower() == "localimage" and header.get("from"):
+        return header["from"]
+    return None
+
+
 def def_digest(path: str) -> str:
     try:
         with open(path, "rb") as f:
@@ -61,6 +77,14 @@ def def_digest(path: str) -> str:
     _field(h, b"hpcjobs-def-v1")
     _field(h, data)
     base = os.path.dirname(os.path.abspath(path))
+    local = localimage_base(data.decode("utf-8", "replace"))
+    if local is not None:  # a local base image: its identity (not its bytes: it may be GBs)
+        full = local if os.path.isabs(local) else os.path.join(base, local)
+        try:
+            st = os.stat(full)
+            _field(h, f"localimage {full} {st.st_size} {st.st_mtime_ns} {st.st_ino}".encode())
+        except OSError:
+            _field(h, f"localimage {full} <missing>".encode())
     for src in files_sources(data.decode("utf-8", "replace")):
         _field(h, src.encode())
         full = src if os.path.isabs(src) else os.path.join(base, src)

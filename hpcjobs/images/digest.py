@@ -180,9 +180,7 @@ class Resolver:
         else:
             m = self._ask(lambda c: c.manifest(ref, top))
             if m.is_index:
-                entry = select_platform(
-                    m.body.get("manifests", []), self.platform, f"docker://{ref.name}@{top}"
-                )
+                entry = select_platform(m.body.get("manifests", []), self.platform, f"docker://{ref.name}@{top}")
                 m = self._ask(lambda c: c.manifest(ref, entry))
                 if m.is_index:
                     raise ImageError(f"docker://{ref.name}@{top}: nested image indexes are not supported")
@@ -227,9 +225,7 @@ def select_platform(entries: Sequence[Any], plat: Platform, what: str) -> str:
         if not isinstance(e, dict) or not isinstance(e.get("digest"), str):
             continue
         p = e.get("platform") or {}
-        seen.append(
-            f"{p.get('os')}/{p.get('architecture')}" + (f"/{p['variant']}" if p.get("variant") else "")
-        )
+        seen.append(f"{p.get('os')}/{p.get('architecture')}" + (f"/{p['variant']}" if p.get("variant") else ""))
         if p.get("os") != plat.os or p.get("architecture") != plat.architecture:
             continue
         if plat.variant and p.get("variant") not in (None, plat.variant):
@@ -242,9 +238,7 @@ def select_platform(entries: Sequence[Any], plat: Platform, what: str) -> str:
 
 
 def _pick_from_index(index: Mapping[str, Any], ref: ImageRef, what: str) -> Mapping[str, Any]:
-    manifests = [
-        m for m in index.get("manifests", []) if isinstance(m, dict) and isinstance(m.get("digest"), str)
-    ]
+    manifests = [m for m in index.get("manifests", []) if isinstance(m, dict) and isinstance(m.get("digest"), str)]
     if not manifests:
         raise ImageError(f"{what}: index.json lists no images")
     if ref.digest is not None:

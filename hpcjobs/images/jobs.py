@@ -36,9 +36,7 @@ class Submitter(Protocol):
     def submit(self, script: str, *, cwd: str | None = None) -> str: ...
 
 
-def prepare(
-    cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Submitter | None = None
-) -> ResolvedJob:
+def prepare(cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Submitter | None = None) -> ResolvedJob:
     ref_text = job.image_ref or job.image
     parsed = parse_ref(ref_text)
     if parsed.kind == "sif":
@@ -48,9 +46,7 @@ def prepare(
     if entry is None and site.images.convert_on == "slurm":
         job_id = _conversion_job(cache, res, site, scheduler)
         path = str(cache.planned_path(res))
-        cache.store.add_lease(
-            res.key, cache.opts.job_lease_s, note=f"job {job.name}, conversion job {job_id}"
-        )
+        cache.store.add_lease(res.key, cache.opts.job_lease_s, note=f"job {job.name}, conversion job {job_id}")
         return replace(
             job,
             image=path,
@@ -74,7 +70,13 @@ def _add_dependency(old: str | None, new: str) -> str:
 
 
 def conversion_script(
-    res: Resolved, opts: CacheOptions, *, partition: str | None, time_min: int, python: str | None = None
+    res: Resolved,
+    opts: CacheOptions,
+    *,
+    partition: str | None,
+    time_min: int,
+    python: str | None = None,
+    log_dir: str | None = None,
 ) -> str:
     """The batch script of a conversion job (quoted by render's one quoting function)."""
     from hpcjobs.render import directive_value, sh_join
@@ -105,7 +107,7 @@ def conversion_script(
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks=1",
         f"#SBATCH --time={time_min}",
-        f"#SBATCH --output={directive_value('hpcjobs-convert-%j.out')}",
+        f"#SBATCH --output={directive_value(os.path.join(log_dir or '.', 'hpcjobs-convert-%j.out'))}",
         "set -euo pipefail",
         "exec " + sh_join(argv),
     ]
@@ -126,10 +128,12 @@ def _conversion_job(cache: ImageCache, res: Resolved, site: SiteConfig, schedule
     if pending is not None:
         log.info("image.convert_job", ref=res.ref.canonical, digest=res.key, job_id=pending, reused=True)
         return pending
+    cache.store.ensure()
+    logs = str(cache.store.layer.root / "logs")
     script = conversion_script(
-        res, cache.opts, partition=site.images.build_partition, time_min=site.images.build_time_min
+        res, cache.opts, partition=site.images.build_partition, time_min=site.images.build_time_min, log_dir=logs
     )
-    job_id = sched.submit(script)
+    job_id = sched.submit(script, cwd=logs)
     _record_pending(cache, res, job_id)
     log.info(
         "image.convert_job",

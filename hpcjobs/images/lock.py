@@ -258,9 +258,7 @@ class LeaseLock:
         self.info = info
         self._lost.clear()
         self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._heartbeat, name=f"lease-heartbeat {self.path}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._heartbeat, name=f"lease-heartbeat {self.path}", daemon=True)
         self._thread.start()
         return True
 

@@ -51,9 +51,7 @@ class CacheOptions:
     ) -> CacheOptions:
         environ = os.environ if env is None else env
         images = site.images if site is not None else None
-        cache_dir = (
-            environ.get(ENV_CACHE) or (images.cache_dir if images is not None else None) or DEFAULT_CACHE
-        )
+        cache_dir = environ.get(ENV_CACHE) or (images.cache_dir if images is not None else None) or DEFAULT_CACHE
         insecure: list[str] = list(_site_attr(images, "insecure_registries", []))
         mksq = environ.get(ENV_MKSQUASHFS) or _site_attr(images, "mksquashfs_args", None)
         runtime: Literal["apptainer", "singularity"] = "apptainer"

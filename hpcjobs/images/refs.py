@@ -123,8 +123,7 @@ def parse_ref(text: str, *, cwd: str | None = None) -> ImageRef:
         raise ImageError(f"{text!r} is neither a SIF file nor an Apptainer definition file")
     if "/" not in text.split(":", 1)[0] and ("://" not in text):
         raise ImageError(
-            f"image reference {text!r} names no file and has no transport: "
-            f"for a registry image write docker://{text}"
+            f"image reference {text!r} names no file and has no transport: for a registry image write docker://{text}"
         )
     raise ImageError(f"image file not found: {text!r}")
 
@@ -164,9 +163,7 @@ def _parse_docker(text: str) -> ImageRef:
         )
     if tag is None and digest is None:
         tag = DEFAULT_TAG
-    return ImageRef(
-        kind="docker", original=text, registry=registry, repository=repository, tag=tag, digest=digest
-    )
+    return ImageRef(kind="docker", original=text, registry=registry, repository=repository, tag=tag, digest=digest)
 
 
 def _parse_local_transport(kind: SourceKind, text: str, rest: str, cwd: str | None) -> ImageRef:

@@ -166,9 +166,7 @@ class RegistryHttp:
         last: Exception | None = None
         for scheme in schemes:
             try:
-                result = self._open(
-                    f"{scheme}://{host}{path}", method, headers, verify=not self.insecure(registry)
-                )
+                result = self._open(f"{scheme}://{host}{path}", method, headers, verify=not self.insecure(registry))
             except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
                 last = exc
                 continue
@@ -265,9 +263,7 @@ class Skopeo:
         try:
             res = self.runner(argv, timeout_s=self.timeout_s)
         except RunnerError as exc:
-            raise ImageError(
-                f"cannot resolve {target}: {exc} (install skopeo, or pin the image by digest)"
-            ) from exc
+            raise ImageError(f"cannot resolve {target}: {exc} (install skopeo, or pin the image by digest)") from exc
         if not res.ok:
             msg = (res.stderr.strip().splitlines() or ["no message"])[-1]
             raise ImageError(f"skopeo inspect {target} failed: {msg}")

@@ -110,9 +110,7 @@ def verify_sif(path: str | os.PathLike[str]) -> SifSummary:
     )
 
 
-def write_test_sif(
-    path: str | os.PathLike[str], payload: bytes = b"", *, truncate_to: int | None = None
-) -> None:
+def write_test_sif(path: str | os.PathLike[str], payload: bytes = b"", *, truncate_to: int | None = None) -> None:
     """Write a minimal well-formed SIF (one squashfs-looking system partition). For tests and fakes."""
     body = bytearray(96)
     body[0:4] = SQUASHFS_MAGIC

@@ -10,6 +10,7 @@ One layer is a directory laid out as::
     digests/<digest>.<platform>.json         immutable memo: manifest/index digest → config digest
     locks/sha256-<hex>.lock         lease lock of a conversion in progress (see lock.py)
     tmp/                            apptainer's temp dirs during conversions
+    logs/                           output of conversion jobs (convert_on: slurm), kept 7 days
     apptainer-cache/<uid>/          APPTAINER_CACHEDIR for conversions (layer blobs), per user
 
 Read-only site layers (admin pre-staged, ``images.site_caches``) are looked up first; the writable
@@ -42,7 +43,8 @@ from hpcjobs.errors import ImageError
 from hpcjobs.images.digest import key_stem
 from hpcjobs.images.lock import LeaseLock, lease_is_live
 
-SUBDIRS = ("sif", "meta", "refs", "uses", "leases", "digests", "locks", "tmp", "apptainer-cache")
+SUBDIRS = ("sif", "meta", "refs", "uses", "leases", "digests", "locks", "tmp", "logs", "apptainer-cache")
+LOG_KEEP_S = 7 * 86400
 LayerKind = Literal["site", "cache", "in-place"]
 Origin = Literal["hit", "converted", "waited", "in-place", "listed"]
 
@@ -136,9 +138,7 @@ class ImageStore:
         stale_after_s: float = 60.0,
     ) -> None:
         self.layer = Layer(cache_dir, "cache")
-        self.site_layers = [
-            Layer(p, "site") for p in site_caches if os.path.abspath(p) != os.path.abspath(cache_dir)
-        ]
+        self.site_layers = [Layer(p, "site") for p in site_caches if os.path.abspath(p) != os.path.abspath(cache_dir)]
         self.shared = shared
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
@@ -322,11 +322,7 @@ class ImageStore:
         return self.layer.root / "sif" / f".{key_stem(key)}.{secrets.token_hex(6)}.tmp"
 
     def temp_dir(self, key: str) -> Path:
-        d = (
-            self.layer.root
-            / "tmp"
-            / f"{key_stem(key)}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
-        )
+        d = self.layer.root / "tmp" / f"{key_stem(key)}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
         d.mkdir(mode=0o700)
         return d
 
@@ -553,24 +549,27 @@ class ImageStore:
         n = 0
         for p in self._glob("sif", ".*.tmp"):
             stem = os.path.basename(p)[1:].split(".", 1)[0]
-            if (
-                not lease_is_live(self.layer.lock(stem), self.stale_after_s)
-                and _age(p, now) > self.stale_after_s
-            ):
+            if not lease_is_live(self.layer.lock(stem), self.stale_after_s) and _age(p, now) > self.stale_after_s:
                 with contextlib.suppress(OSError):
                     os.unlink(p)
                     n += 1
         for p in self._glob("tmp", "*"):
             stem = os.path.basename(p).lstrip(".").removeprefix("gc.").split(".", 1)[0]
-            if (
-                not lease_is_live(self.layer.lock(stem), self.stale_after_s)
-                and _age(p, now) > self.stale_after_s
-            ):
+            if not lease_is_live(self.layer.lock(stem), self.stale_after_s) and _age(p, now) > self.stale_after_s:
                 n += rmtree_quiet(p)
         for p in self._glob("leases", "*.json"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 if float(json.loads(Path(p).read_bytes())["until"]) < now:
                     os.unlink(p)
+        for p in self._glob("logs", "*"):
+            if _age(p, now) > LOG_KEEP_S:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        for sub in ("meta", "refs", "digests", "leases"):  # json temps of writers that died
+            for p in self._glob(sub, ".*.tmp"):
+                if _age(p, now) > self.stale_after_s:
+                    with contextlib.suppress(OSError):
+                        os.unlink(p)
         stems = set(self.layer.stems())
         for p in self._glob("uses", "*"):
             if os.path.basename(p).rsplit(".", 1)[0] not in stems and _age(p, now) > self.stale_after_s:

@@ -87,16 +87,12 @@ def count(path: Path) -> int:
 
 
 def events(caplog: pytest.LogCaptureFixture) -> list[str]:
-    out = [
-        re.search(r"event='?([\w.]+)", r.getMessage()) for r in caplog.records if r.name == "hpcjobs.images"
-    ]
+    out = [re.search(r"event='?([\w.]+)", r.getMessage()) for r in caplog.records if r.name == "hpcjobs.images"]
     caplog.clear()
     return [m.group(1) for m in out if m]
 
 
-def test_pull_converts_once_then_hits(
-    tmp_path: Path, image: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_pull_converts_once_then_hits(tmp_path: Path, image: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="hpcjobs.images")
     runner = FakeRunner(tmp_path / "count")
     c = cache(tmp_path, runner)
@@ -262,9 +258,7 @@ def test_sixteen_processes_one_conversion(tmp_path: Path, image: dict[str, Any])
     counter, out = tmp_path / "count", tmp_path / "out"
     refs = [image["oci"], image["archive"], image["docker"], image["oci"] + ":1"]
     procs = [
-        CTX.Process(
-            target=_pull_in_child, args=(str(tmp_path / "cache"), refs[i % 4], str(counter), str(out), 0.5)
-        )
+        CTX.Process(target=_pull_in_child, args=(str(tmp_path / "cache"), refs[i % 4], str(counter), str(out), 0.5))
         for i in range(16)
     ]
     for p in procs:
@@ -406,17 +400,32 @@ def test_prepare_job_as_dependent_slurm_job(tmp_path: Path, image: dict[str, Any
     assert third.dependency == "afterok:102"
 
 
-def test_conversion_script_runs_the_pinned_source(tmp_path: Path, image: dict[str, Any]) -> None:
-    """The script the conversion job runs works: run it here with the fake apptainer's twin."""
+def test_conversion_script_runs(tmp_path: Path, image: dict[str, Any]) -> None:
+    """Run the conversion job's script (no Slurm) with a fake apptainer that copies a SIF."""
+    import subprocess
+
     from hpcjobs.images.jobs import conversion_script
 
-    c = cache(tmp_path, FakeRunner())
+    prebuilt = tmp_path / "prebuilt.sif"
+    write_test_sif(prebuilt, b"from the conversion job")
+    fake = tmp_path / "fake-apptainer"
+    fake.write_text(f'#!/bin/bash\n[ "$1" = build ] && cp {prebuilt} "${{@: -2:1}}"\n')
+    fake.chmod(0o755)
+    c = cache(tmp_path, FakeRunner(), binary=str(fake))
     res = c.resolve(image["archive"])
-    script = conversion_script(res, c.opts, partition=None, time_min=5, python="/usr/bin/python3")
-    assert "--partition" not in script
-    words = script.splitlines()[-1].split()
-    assert words[:5] == ["exec", "/usr/bin/python3", "-m", "hpcjobs.images", "pull"]
-    assert words[-2:] == ["--", image["archive"]]
+    script = conversion_script(res, c.opts, partition=None, time_min=5, log_dir=str(tmp_path))
+    assert "--partition" not in script and f"#SBATCH --output={tmp_path}/hpcjobs-convert-%j.out" in script
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(tmp_path)}
+    env.pop("HPCJOBS_SITE", None)
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(c.planned_path(res))
+    assert b"from the conversion job" in Path(r.stdout.strip()).read_bytes()
+    # a source that no longer has the digest the workload was prepared for: the job fails
+    other = tiny_image(b"changed")
+    write_oci_archive(Path(image["archive"].split(":", 1)[1]), [(other, "1")])
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "not the expected" in r.stderr
 
 
 # -- CLI --------------------------------------------------------------------------------------
@@ -428,9 +437,7 @@ def invoke(args: list[str], monkeypatch: pytest.MonkeyPatch, runner: FakeRunner 
     return CliRunner().invoke(images_cli, args, catch_exceptions=False)
 
 
-def test_cli_pull_list_inspect_gc(
-    tmp_path: Path, image: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_pull_list_inspect_gc(tmp_path: Path, image: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     cd = ["--cache-dir", str(tmp_path / "cache")]
     runner = FakeRunner()
     r = invoke([*cd, "pull", image["docker"]], monkeypatch, runner)
@@ -445,9 +452,7 @@ def test_cli_pull_list_inspect_gc(
     assert "DIGEST" in r.stdout and image["docker"] in r.stdout
     r = invoke([*cd, "inspect", "--no-labels", image["archive"]], monkeypatch)
     info = json.loads(r.stdout)
-    assert (
-        info["cached"] and info["digest"] == image["img"].config and info["manifest"] == image["img"].manifest
-    )
+    assert info["cached"] and info["digest"] == image["img"].config and info["manifest"] == image["img"].manifest
     r = invoke([*cd, "gc", "--max-size", "0", "--dry-run"], monkeypatch)
     assert r.exit_code == 0 and "kept" in r.stdout  # just used: in use
     r = invoke([*cd, "gc"], monkeypatch)

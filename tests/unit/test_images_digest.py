@@ -329,3 +329,13 @@ def test_resolved_metadata_is_json_friendly(tmp_path: Path) -> None:
     res = resolver().resolve(parse_ref(f"oci:{write_oci_dir(tmp_path / 'l', [(img, None)])}"))
     json.dumps({"key": res.key, "manifest": res.manifest, "file_key": res.file_key})
     assert res.file_key == img.config.replace(":", "-")
+
+
+def test_def_digest_tracks_a_localimage_base(tmp_path: Path) -> None:
+    base = tmp_path / "base.sif"
+    base.write_bytes(b"one")
+    d = tmp_path / "l.def"
+    d.write_text(f"Bootstrap: localimage\nFrom: {base}\n%post\n  true\n")
+    k1 = def_digest(str(d))
+    base.write_bytes(b"two, longer")
+    assert def_digest(str(d)) != k1
