@@ -83,7 +83,7 @@ def schema(indent: int) -> None:
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @_one_line_errors
 def discover(output: str | None, force: bool) -> None:
-    """Draft a site config from the live cluster (sinfo/scontrol): partitions, default partition,
+    """Draft a site config from the live cluster (scontrol, srun): partitions, default partition,
     nodes, CPUs, memory, GPUs and time limits. Review it before publishing."""
     from pathlib import Path
 
