@@ -69,7 +69,9 @@ def _split_bind(text: str) -> dict[str, str]:
 
 def parse_bind(text: str) -> Bind:
     """Parse ``SRC[:DST][:ro|rw]``. A path containing ':' must use the object form."""
+    from pydantic import ValidationError
+
     try:
         return Bind.model_validate(text)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise BindError(str(exc).splitlines()[-1].strip()) from exc
+    except ValidationError as exc:
+        raise BindError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None

@@ -183,3 +183,15 @@ def test_array_output_pattern() -> None:
     assert "#SBATCH --array=0-3%2" in script and "%A_%a" in script
     with pytest.raises(ValueError):
         r(array="0-3; rm -rf /")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a:b:c:d", "is not SRC"), ("/x:rel", "absolute path"), ("/a,b:/c", "may not contain ','")],
+)
+def test_parse_bind_errors_are_plain(text: str, message: str) -> None:
+    from hpcjobs.models import parse_bind
+
+    with pytest.raises(BindError, match=message) as info:
+        parse_bind(text)
+    assert "pydantic" not in str(info.value)
