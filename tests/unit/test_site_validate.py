@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -101,12 +102,19 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert err == ""
 
 
-def test_unreadable_file(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file")
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "secret.yaml"
     f.write_text("name: x\n")
     f.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: make the read fail as it does for a user
+        real_read_text = Path.read_text
+
+        def denied(self: Path, *args: Any, **kwargs: Any) -> str:
+            if self == f:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_read_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", denied)
     code, out, _ = run_validate(str(f))
     assert code == 2 and out.startswith(f"{f}: cannot read site config: Permission denied")
 
