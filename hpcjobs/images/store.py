@@ -6,7 +6,7 @@ One layer is a directory laid out as::
     meta/sha256-<hex>.json          record written at publish: digest, size, created, source ref, manifest
     refs/<ref-hash>.<uid>.json      ref → digest, as last resolved by that user (a moved tag updates it)
     uses/sha256-<hex>.<uid>         empty; its mtime is that user's last use of the entry (LRU for gc)
-    leases/sha256-<hex>.<uid>.<token>.json   "keep until" records (e.g. for a queued job), see gc
+    leases/sha256-<hex>.<uid>.json  "keep until" record per user (e.g. for queued jobs), see gc
     digests/<digest>.<platform>.json         immutable memo: manifest/index digest → config digest
     locks/sha256-<hex>.lock         lease lock of a conversion in progress (see lock.py)
     tmp/                            apptainer's temp dirs during conversions
@@ -384,14 +384,15 @@ class ImageStore:
 
     # -- leases -----------------------------------------------------------------------------
     def add_lease(self, key: str, seconds: float, note: str = "") -> Path:
+        """Keep ``key`` for at least ``seconds`` (one record per user and entry, extended, never shortened)."""
         self.ensure()
-        path = self.layer.root / "leases" / f"{key_stem(key)}.{self.uid}.{secrets.token_hex(6)}.json"
-        self._write_json(
-            path,
-            {"digest": key, "until": time.time() + seconds, "note": note},
-            self.private_mode,
-            replace=True,
-        )
+        path = self.layer.root / "leases" / f"{key_stem(key)}.{self.uid}.json"
+        until = time.time() + seconds
+        try:
+            until = max(until, float(json.loads(path.read_bytes())["until"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        self._write_json(path, {"digest": key, "until": until, "note": note}, self.private_mode, replace=True)
         return path
 
     def leased_until(self, stem: str) -> float | None:
@@ -467,8 +468,6 @@ class ImageStore:
             used = self.last_used(stem) or e.created
             if time.time() - used < in_use_grace_s:
                 return "in use"
-            if self.shared and _owner(e.path) not in (self.uid, None) and self.uid != 0:
-                return "owned by another user"
             return None
 
         victims: list[CacheEntry] = []
@@ -496,37 +495,42 @@ class ImageStore:
                 elif all(k is not e for k, _ in report.kept):
                     report.kept.append((e, reason))
         for e in victims:
-            if dry_run or self._remove(e, protected):
+            why = None if dry_run else self._remove(e, protected)
+            if why is None:
                 report.removed.append(e)
                 report.freed_bytes += e.size
             else:
-                report.kept.append((e, "in use (changed during gc)"))
+                report.kept.append((e, why))
         report.total_bytes_after = report.total_bytes_before - report.freed_bytes
         if not dry_run:
             report.temps_removed = self._gc_leftovers(now)
         return report
 
-    def _remove(self, e: CacheEntry, protected: Any) -> bool:
+    def _remove(self, e: CacheEntry, protected: Any) -> str | None:
+        """Remove one entry under its lock; None when removed, else why it was kept."""
         stem = key_stem(e.digest or "")
         lock = self.lock(e.digest or "", purpose="gc")
         if not lock.try_acquire():
-            return False
+            return "locked"
         try:
-            if protected(e, lock_held=True) is not None:
-                return False
+            reason = protected(e, lock_held=True)
+            if reason is not None:
+                return str(reason)
             used_before = self.last_used(stem)
             trash = self.layer.root / "tmp" / f".gc.{stem}.{secrets.token_hex(4)}"
             try:
                 os.rename(e.path, trash)
-            except OSError:
-                return False
+            except PermissionError:
+                return "not permitted (another user's entry in a shared cache)"
+            except OSError as exc:
+                return f"cannot remove: {exc.strerror}"
             # a pull that recorded a use between our check and the rename keeps the entry
             if self.last_used(stem) != used_before:
                 with contextlib.suppress(OSError):
                     os.link(trash, e.path)
                 with contextlib.suppress(OSError):
                     os.unlink(trash)
-                return False
+                return "in use (looked up during gc)"
             with contextlib.suppress(OSError):
                 os.unlink(trash)
             for p in [
@@ -540,7 +544,7 @@ class ImageStore:
                 with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                     if json.loads(Path(p).read_bytes())["digest"] == e.digest:
                         os.unlink(p)
-            return True
+            return None
         finally:
             lock.release()
 
@@ -613,13 +617,6 @@ def _names(directory: Path, pattern: str) -> list[str]:
         return [n for n in os.listdir(directory) if fnmatch.fnmatchcase(n, pattern)]
     except OSError:
         return []
-
-
-def _owner(path: str) -> int | None:
-    try:
-        return os.stat(path).st_uid
-    except OSError:
-        return None
 
 
 def _age(path: str, now: float) -> float:
