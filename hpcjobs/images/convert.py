@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,6 +134,8 @@ def _safe(path: str, workdir: Path, name: str) -> str:
 
 def extract_oci_archive(archive: str, dest: Path) -> Path:
     """Unpack the OCI layout inside ``archive`` (only index.json, oci-layout and blobs) into ``dest``."""
+    import tarfile
+
     dest.mkdir(mode=0o700)
     (dest / "blobs").mkdir()
     try:

@@ -18,10 +18,9 @@ from __future__ import annotations
 import json
 import os
 import platform as _platform
-import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from hpcjobs.errors import ImageError
 from hpcjobs.images.refs import DIGEST_RE, ImageRef
@@ -35,6 +34,9 @@ from hpcjobs.images.registry import (
     is_index,
 )
 from hpcjobs.runner import Runner
+
+if TYPE_CHECKING:
+    import tarfile
 
 REF_NAME = "org.opencontainers.image.ref.name"
 KeyKind = Literal["config", "def"]
@@ -351,6 +353,8 @@ class _TarIndex:
 
 
 def _open_tar(path: str, what: str) -> tarfile.TarFile:
+    import tarfile
+
     if not os.path.isfile(path):
         raise ImageError(f"{what}: archive not found")
     try:
@@ -360,6 +364,8 @@ def _open_tar(path: str, what: str) -> tarfile.TarFile:
 
 
 def read_oci_archive(ref: ImageRef, plat: Platform | None = None) -> Resolved:
+    import tarfile
+
     assert ref.path is not None
     what = ref.canonical
     plat = plat or host_platform()
@@ -395,6 +401,8 @@ def read_oci_archive(ref: ImageRef, plat: Platform | None = None) -> Resolved:
 
 
 def read_docker_archive(ref: ImageRef) -> Resolved:
+    import tarfile
+
     assert ref.path is not None
     what = ref.canonical
     stamp = _stamp(ref.path, what)

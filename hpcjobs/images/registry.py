@@ -14,21 +14,19 @@ names: loopback addresses (as Docker does), ``$HPCJOBS_INSECURE_REGISTRIES`` and
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 import re
-import ssl
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcjobs.errors import ImageError, RunnerError
 from hpcjobs.images.refs import DIGEST_RE, ImageRef
 from hpcjobs.runner import Runner
+
+if TYPE_CHECKING:
+    import ssl
 
 ENV_INSECURE = "HPCJOBS_INSECURE_REGISTRIES"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -61,6 +59,8 @@ class InsecureRegistries:
         if host in self.names:
             return True
         if self.loopback:
+            import ipaddress
+
             if host == "localhost":
                 return True
             try:
@@ -136,7 +136,9 @@ class RegistryHttp:
     def _request(self, ref: ImageRef, method: str, reference: str) -> tuple[int, dict[str, str], bytes]:
         assert ref.registry is not None and ref.repository is not None
         host = _API_HOSTS.get(ref.registry, ref.registry)
-        path = f"/v2/{ref.repository}/manifests/{urllib.parse.quote(reference, safe=':')}"
+        from urllib.parse import quote
+
+        path = f"/v2/{ref.repository}/manifests/{quote(reference, safe=':')}"
         headers = {"Accept": ACCEPT, "User-Agent": "hpcjobs-images"}
         key = (ref.registry, ref.repository)
         if key in self._tokens:
@@ -167,7 +169,7 @@ class RegistryHttp:
         for scheme in schemes:
             try:
                 result = self._open(f"{scheme}://{host}{path}", method, headers, verify=not self.insecure(registry))
-            except (urllib.error.URLError, OSError, ssl.SSLError) as exc:
+            except OSError as exc:  # URLError and SSLError are OSErrors
                 last = exc
                 continue
             self._scheme[registry] = scheme
@@ -183,6 +185,9 @@ class RegistryHttp:
         *,
         verify: bool,
     ) -> tuple[int, dict[str, str], bytes]:
+        import urllib.error
+        import urllib.request  # lazily: only registry lookups pay for urllib and ssl
+
         req = urllib.request.Request(url, method=method, headers=dict(headers))  # noqa: S310 (http(s) only)
         ctx = self._context(verify) if url.startswith("https:") else None
         try:
@@ -194,6 +199,8 @@ class RegistryHttp:
             return err.code, hdrs, b""
 
     def _context(self, verify: bool) -> ssl.SSLContext:
+        import ssl
+
         # building a context loads the CA bundle (tens of ms): once per client
         if verify not in self._contexts:
             if verify:
@@ -211,12 +218,14 @@ class RegistryHttp:
         if not realm.startswith(("https://", "http://")):
             raise NeedsCredentials(f"{ref.name}: unusable auth challenge")
         params.setdefault("scope", f"repository:{ref.repository}:pull")
-        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(params)
+        from urllib.parse import urlencode
+
+        url = realm + ("&" if "?" in realm else "?") + urlencode(params)
         try:
             status, _h, body = self._open(
                 url, "GET", {"User-Agent": "hpcjobs-images"}, verify=not self.insecure(ref.registry or "")
             )
-        except (urllib.error.URLError, OSError) as exc:
+        except OSError as exc:
             raise NeedsCredentials(f"{ref.name}: token service: {exc}") from exc
         if status != 200:
             raise NeedsCredentials(f"{ref.name}: token service answered HTTP {status}")
