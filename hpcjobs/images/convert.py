@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,8 +53,12 @@ class Converter:
     def build(self, res: Resolved, dest: Path, workdir: Path, apptainer_cache: Path) -> None:
         """Build ``dest`` from ``res``; raises :class:`ImageConversionError` (dest may be left partial)."""
         source, cwd = self.source_arg(res, workdir)
-        scratch = workdir / "build-tmp"
-        scratch.mkdir(mode=0o700, exist_ok=True)
+        if self.opts.build_tmpdir:  # e.g. a node-local disk: unpacking layers on NFS/Lustre is slow
+            os.makedirs(self.opts.build_tmpdir, mode=0o700, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix="hpcjobs-build-", dir=self.opts.build_tmpdir))
+        else:
+            scratch = workdir / "build-tmp"
+            scratch.mkdir(mode=0o700, exist_ok=True)
         env = {self._cachedir_var: str(apptainer_cache), self._tmpdir_var: str(scratch)}
         try:
             result = self.runner(
@@ -61,6 +66,9 @@ class Converter:
             )
         except RunnerError as exc:
             raise ImageConversionError(f"cannot convert {res.ref.canonical}: {exc}") from exc
+        finally:
+            if self.opts.build_tmpdir:
+                shutil.rmtree(scratch, ignore_errors=True)
         if not result.ok:
             lines = [ln for ln in (result.stderr or result.stdout).strip().splitlines() if ln.strip()]
             tail = " | ".join(lines[-3:]) or "no message"

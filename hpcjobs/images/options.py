@@ -1,7 +1,7 @@
 """Everything the image cache is configured by, gathered in one place.
 
 Precedence: explicit arguments > environment (``HPCJOBS_IMAGE_CACHE``, ``HPCJOBS_INSECURE_REGISTRIES``,
-``HPCJOBS_MKSQUASHFS_ARGS``) > the site config (``images:``) > built-in defaults.
+``HPCJOBS_MKSQUASHFS_ARGS``, ``HPCJOBS_IMAGE_BUILD_TMPDIR``) > the site config (``images:``) > defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ENV_CACHE = "HPCJOBS_IMAGE_CACHE"
 ENV_MKSQUASHFS = "HPCJOBS_MKSQUASHFS_ARGS"
 ENV_LOCK_STALE = "HPCJOBS_IMAGE_LOCK_STALE_S"
 ENV_LOCK_HEARTBEAT = "HPCJOBS_IMAGE_LOCK_HEARTBEAT_S"
+ENV_BUILD_TMPDIR = "HPCJOBS_IMAGE_BUILD_TMPDIR"
 DEFAULT_CACHE = "~/.cache/hpcjobs/images"
 DEFAULT_JOB_LEASE_S = 7 * 86400
 DEFAULT_IN_USE_GRACE_S = 600.0
@@ -44,6 +45,7 @@ class CacheOptions:
     job_lease_s: float = DEFAULT_JOB_LEASE_S
     in_use_grace_s: float = DEFAULT_IN_USE_GRACE_S
     extra_build_args: tuple[str, ...] = field(default_factory=tuple)
+    build_tmpdir: str | None = None  # apptainer's scratch space; default: inside the cache
 
     @classmethod
     def from_site(
@@ -70,6 +72,7 @@ class CacheOptions:
             binary=binary,
             heartbeat_s=_float(environ.get(ENV_LOCK_HEARTBEAT), DEFAULT_HEARTBEAT_S),
             stale_after_s=_float(environ.get(ENV_LOCK_STALE), DEFAULT_STALE_AFTER_S),
+            build_tmpdir=expand(environ[ENV_BUILD_TMPDIR]) if environ.get(ENV_BUILD_TMPDIR) else None,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "cache_dir" in clean:

@@ -517,3 +517,24 @@ def test_spython_system_exit_never_escapes(monkeypatch: pytest.MonkeyPatch) -> N
         no_exit(bails)
     fn: Callable[[], int] = lambda: 3  # noqa: E731
     assert no_exit(fn) == 3
+
+
+def test_build_tmpdir_elsewhere(tmp_path: Path, image: dict[str, Any]) -> None:
+    runner = FakeRunner()
+    scratch = tmp_path / "node-local"
+    c = cache(tmp_path, runner, build_tmpdir=str(scratch))
+    c.pull(image["oci"])
+    ((_argv, env),) = [(a, e) for a, e in runner.calls if a[1] == "build"]
+    assert env["APPTAINER_TMPDIR"].startswith(f"{scratch}/hpcjobs-build-")
+    assert os.listdir(scratch) == []  # removed after the build
+
+
+def test_inspect_labels_through_the_runner(tmp_path: Path, image: dict[str, Any]) -> None:
+    labels = {"data": {"attributes": {"labels": {"org.opencontainers.image.title": "tiny"}}}}
+    runner = FakeRunner(answers={("apptainer", "inspect", "--json"): Completed((), 0, json.dumps(labels), "")})
+    c = cache(tmp_path, runner)
+    assert c.inspect(image["oci"])["cached"] is False
+    c.pull(image["oci"])
+    info = c.inspect(image["docker"], use_spython=False)
+    assert info["cached"] and info["labels"] == {"org.opencontainers.image.title": "tiny"}
+    assert info["digest"] == image["img"].config and info["kind"] == "docker-archive"
