@@ -224,6 +224,13 @@ class ImageCacheSettings(StrictModel):
         None, description="Partition for conversion jobs (convert_on: slurm)."
     )
     build_time_min: PosInt = Field(60, description="Time limit of a conversion job.")
+    insecure_registries: list[str] = Field(
+        default_factory=list,
+        description="Registries (host[:port]) reached over plain HTTP; loopback registries always are.",
+    )
+    mksquashfs_args: str | None = Field(
+        None, description="Extra mksquashfs arguments for conversions, e.g. '-comp gzip -Xcompression-level 1'."
+    )
 
 
 class Policy(StrictModel):

@@ -54,8 +54,8 @@ class CacheOptions:
         environ = os.environ if env is None else env
         images = site.images if site is not None else None
         cache_dir = environ.get(ENV_CACHE) or (images.cache_dir if images is not None else None) or DEFAULT_CACHE
-        insecure: list[str] = list(_site_attr(images, "insecure_registries", []))
-        mksq = environ.get(ENV_MKSQUASHFS) or _site_attr(images, "mksquashfs_args", None)
+        insecure: list[str] = list(images.insecure_registries) if images is not None else []
+        mksq = environ.get(ENV_MKSQUASHFS) or (images.mksquashfs_args if images is not None else None)
         runtime: Literal["apptainer", "singularity"] = "apptainer"
         binary = "apptainer"
         if site is not None:
@@ -98,12 +98,6 @@ class CacheOptions:
 
 def expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(os.path.expandvars(path)))
-
-
-def _site_attr(images: object, name: str, default: Any) -> Any:
-    # fields a newer site config may carry (images.insecure_registries, images.mksquashfs_args)
-    value = getattr(images, name, None) if images is not None else None
-    return default if value is None else value
 
 
 def _float(text: str | None, default: float) -> float:
