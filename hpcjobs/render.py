@@ -90,6 +90,8 @@ def sbatch_directives(job: ResolvedJob) -> list[tuple[str, str | None]]:
     d.append((f"--output={directive_value(job.output)}", "output"))
     if job.dependency is not None:
         d.append((f"--dependency={job.dependency}", "dependency"))
+        # a failed image conversion must end the workload, not leave it pending forever
+        d.append(("--kill-on-invalid-dep=yes", "dependency"))
     for i, opt in enumerate(job.extra_sbatch):
         name, sep, val = opt.partition("=")
         d.append((f"{name}{sep}{directive_value(val)}" if sep else opt, f"extra_sbatch[{i}]"))

@@ -177,3 +177,18 @@ def test_cleanenv_gpu_job_keeps_cuda_visible_devices_and_drops_host_env(cluster:
     state, code, out = run_job(script, job_dir, env={"HOSTONLY": "leak"})
     assert (state, code) == ("COMPLETED", 0), out
     assert "CVD=0 MINE=kept HOSTONLY=[]" in out
+
+
+def test_workload_ends_when_its_dependency_fails(cluster: Cluster, job_dir: Path) -> None:
+    """A failed image-conversion job must not leave the workload pending forever."""
+    from dataclasses import replace
+
+    from clusterenv import sbatch_script, wait_job
+
+    failing = sbatch_script("#!/bin/sh\nexit 1\n", cwd=job_dir)
+    job = resolve(JobSpec(image=cluster.image("tiny_sif"), output="slurm-%j.out"), SITE)
+    script = render(replace(job, dependency=f"afterok:{failing}"))
+    workload = sbatch_script(script, cwd=job_dir)
+    assert wait_job(failing)[0] == "FAILED"
+    state, _ = wait_job(workload, timeout_s=60)
+    assert state == "CANCELLED"

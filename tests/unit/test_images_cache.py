@@ -380,7 +380,7 @@ def test_prepare_job_as_dependent_slurm_job(tmp_path: Path, image: dict[str, Any
     assert runner.builds() == []  # nothing converted on the submitting host
     assert out.dependency == "afterok:101"
     assert out.image == str(tmp_path / "cache" / "sif" / (image["img"].config.replace(":", "-") + ".sif"))
-    assert "#SBATCH --dependency=afterok:101" in render(out)
+    assert "#SBATCH --dependency=afterok:101\n#SBATCH --kill-on-invalid-dep=yes\n" in render(out)
     script = sched.scripts[0]
     assert "#SBATCH --partition=build" in script and "#SBATCH --time=20" in script
     assert f"exec {sys.executable} -m hpcjobs.images pull --cache-dir {tmp_path}/cache" in script
