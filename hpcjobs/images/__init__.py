@@ -15,18 +15,37 @@ seam); ``cache_dir`` overrides the writable cache (as does ``$HPCJOBS_IMAGE_CACH
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-
-from hpcjobs.images.cache import EventHook, ImageCache
-from hpcjobs.images.options import CacheOptions
-from hpcjobs.images.refs import ImageRef, parse_ref
-from hpcjobs.images.store import CacheEntry, GcReport
-from hpcjobs.runner import Runner
 
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
+    from hpcjobs.images.cache import EventHook, ImageCache
     from hpcjobs.images.jobs import Submitter
+    from hpcjobs.images.options import CacheOptions
+    from hpcjobs.images.refs import ImageRef, parse_ref
+    from hpcjobs.images.store import CacheEntry, GcReport
     from hpcjobs.resolve import ResolvedJob
+    from hpcjobs.runner import Runner
+
+# Loaded on first use: a job whose image is a plain .sif never needs the cache machinery,
+# and ``hpcjobs submit`` should not pay for importing it.
+_LAZY = {
+    "CacheEntry": "hpcjobs.images.store",
+    "GcReport": "hpcjobs.images.store",
+    "CacheOptions": "hpcjobs.images.options",
+    "ImageCache": "hpcjobs.images.cache",
+    "ImageRef": "hpcjobs.images.refs",
+    "parse_ref": "hpcjobs.images.refs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hpcjobs.images' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 __all__ = [
     "CacheEntry", "CacheOptions", "GcReport", "ImageCache", "ImageRef", "gc", "inspect", "list_entries",
@@ -43,6 +62,9 @@ def open_cache(
     **options: Any,
 ) -> ImageCache:
     """An :class:`ImageCache` for ``site`` (None: defaults); ``options`` override CacheOptions fields."""
+    from hpcjobs.images.cache import ImageCache
+    from hpcjobs.images.options import CacheOptions
+
     opts = CacheOptions.from_site(site, cache_dir=cache_dir, **options)
     return ImageCache(opts, runner, on_event=on_event)
 
@@ -114,6 +136,14 @@ def prepare_job(
     """``job`` with ``image`` = the digest-pinned SIF path, ``image_ref`` = the original reference,
     ``image_digest`` = the digest; with ``images.convert_on: slurm`` and a cold image, also
     ``dependency`` on the conversion job it submitted."""
+    from hpcjobs.images.refs import parse_ref, stat_sif
+
+    ref_text = job.image_ref or job.image
+    parsed = parse_ref(ref_text)
+    if parsed.kind == "sif":  # used in place, never copied: no cache involved
+        stat_sif(parsed)
+        assert parsed.path is not None
+        return replace(job, image=parsed.path, image_ref=ref_text, image_digest=None)
     from hpcjobs.images.jobs import prepare
 
     cache = open_cache(site, runner=runner, cache_dir=cache_dir)

@@ -16,7 +16,7 @@ from hpcjobs.images.convert import Converter, spython_inspect
 from hpcjobs.images.digest import Resolved, Resolver
 from hpcjobs.images.lock import LeaseInfo
 from hpcjobs.images.options import CacheOptions
-from hpcjobs.images.refs import ImageRef, parse_ref
+from hpcjobs.images.refs import ImageRef, parse_ref, stat_sif
 from hpcjobs.images.registry import InsecureRegistries
 from hpcjobs.images.store import CacheEntry, GcReport, ImageStore, rmtree_quiet
 from hpcjobs.log import get_logger
@@ -63,11 +63,8 @@ class ImageCache:
         return self.store.find(res.key)
 
     def in_place(self, ref: ImageRef) -> CacheEntry:
+        st = stat_sif(ref)
         assert ref.path is not None
-        try:
-            st = os.stat(ref.path)
-        except OSError as exc:
-            raise ImageError(f"SIF file not found: {ref.path!r}") from exc
         return CacheEntry(
             digest=None,
             path=ref.path,

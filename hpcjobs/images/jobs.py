@@ -37,11 +37,9 @@ class Submitter(Protocol):
 
 
 def prepare(cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Submitter | None = None) -> ResolvedJob:
+    """An OCI or definition-file image: look it up, convert it or queue its conversion (see prepare_job)."""
     ref_text = job.image_ref or job.image
-    parsed = parse_ref(ref_text)
-    if parsed.kind == "sif":
-        return replace(job, image=cache.in_place(parsed).path, image_ref=ref_text, image_digest=None)
-    res = cache.resolve(parsed)
+    res = cache.resolve(parse_ref(ref_text))
     entry = cache.lookup(res)
     if entry is None and site.images.convert_on == "slurm":
         job_id = _conversion_job(cache, res, site, scheduler)

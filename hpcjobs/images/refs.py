@@ -212,3 +212,12 @@ def _looks_like_def(path: str) -> bool:
             continue
         return line.lower().startswith(b"bootstrap:")
     return False
+
+
+def stat_sif(ref: ImageRef) -> os.stat_result:
+    """The stat of a local SIF used in place; a missing file is an ImageError naming it."""
+    assert ref.path is not None
+    try:
+        return os.stat(ref.path)
+    except OSError as exc:
+        raise ImageError(f"SIF file not found: {ref.path!r}") from exc
