@@ -32,6 +32,9 @@ def sh_join(argv: Sequence[str]) -> str:
     return " ".join(sh_quote(a) for a in argv)
 
 
+# Variables through which a login environment would add binds the site's deny list never saw.
+RUNTIME_BIND_ENV = ("APPTAINER_BIND", "APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH")
+
 # Verified on apptainer 1.4.5: its env injection turns CRLF into LF and fails on U+0080/U+0081.
 UNCARRIABLE_ENV = {"\r\n": "CR LF", "\x80": "U+0080", "\x81": "U+0081"}
 
@@ -124,6 +127,9 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
         lines.append(f"# precedence: {PRECEDENCE}.")
     lines += [f"#SBATCH {opt}{note(key)}" for opt, key in sbatch_directives(job)]
     lines.append("set -eo pipefail")
+    if job.clear_bind_env:
+        why = "  # <- site policy.deny_bind_sources: binds come only from the job and the site" if explain else ""
+        lines.append(f"unset {' '.join(RUNTIME_BIND_ENV)}{why}")
 
     for key, value in job.launch_env.items():
         why = f"  # <- {_source(prov, f'launch_env:{key}')} (mpi.env: {job.ntasks} tasks)" if explain else ""

@@ -78,6 +78,8 @@ class ResolvedJob:
     image_ref: str | None = None
     image_digest: str | None = None
     dependency: str | None = None
+    # with a bind deny list, binds may only come from the spec: drop APPTAINER_BIND & co. from the login env
+    clear_bind_env: bool = False
 
 
 class _Picker:
@@ -241,6 +243,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         mpirun=eff.mpi.mpirun or "mpirun",
         site=site.name,
         provenance=provenance,
+        clear_bind_env=bool(site.policy.deny_bind_sources),
         image_ref=spec.image,
     )
 

@@ -192,3 +192,19 @@ def test_workload_ends_when_its_dependency_fails(cluster: Cluster, job_dir: Path
     assert wait_job(failing)[0] == "FAILED"
     state, _ = wait_job(workload, timeout_s=60)
     assert state == "CANCELLED"
+
+
+def test_deny_policy_drops_binds_from_the_login_environment(cluster: Cluster, job_dir: Path) -> None:
+    from hpcjobs.config import Policy
+
+    assert SITE.policy.deny_bind_sources  # the dev cluster keeps the munge key out of containers
+    open_site = SITE.model_copy(update={"policy": Policy()})
+    probe = ["/bin/sh", "-c", "test -e /sneaky && echo BOUND || echo NOT-BOUND"]
+    env = {"APPTAINER_BIND": f"{job_dir}:/sneaky"}
+    spec = JobSpec(image=cluster.image("tiny_sif"), entrypoint=probe, output="slurm-%j.out")
+    plain = render(resolve(spec, open_site))
+    state, _, out = run_job(plain, job_dir, env=env)
+    assert state == "COMPLETED" and "BOUND" in out.split()  # the variable does bind without a policy
+    strict = render(resolve(spec, SITE))
+    state, _, out = run_job(strict, job_dir, env=env)
+    assert state == "COMPLETED" and "NOT-BOUND" in out.split()

@@ -195,3 +195,10 @@ def test_parse_bind_errors_are_plain(text: str, message: str) -> None:
     with pytest.raises(BindError, match=message) as info:
         parse_bind(text)
     assert "pydantic" not in str(info.value)
+
+
+def test_bind_env_cleared_when_site_denies_bind_sources() -> None:
+    script = render(r())
+    assert "unset APPTAINER_BIND APPTAINER_BINDPATH SINGULARITY_BIND SINGULARITY_BINDPATH\n" in script
+    no_policy = load_site_text("name: n\ndefault_partition: cpu\npartitions: {cpu: {}}\n")
+    assert "unset" not in render(resolve(JobSpec(image="/i/x.sif"), no_policy))
