@@ -75,11 +75,12 @@ def prepare(
 ) -> ResolvedJob:
     """resolve → host checks → image preparation: everything before render."""
     from hpcjobs.images import prepare_job
-    from hpcjobs.preflight import check_bind_sources
+    from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
     from hpcjobs.resolve import resolve
 
     job = resolve(spec, site, overrides)
     check_bind_sources(job)
+    check_bind_realpaths(job, site.policy)
     return prepare_job(job, site, runner=runner, scheduler=scheduler)
 
 

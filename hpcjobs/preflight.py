@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from hpcjobs.errors import BindError
+from hpcjobs.config.site import Policy
+from hpcjobs.errors import BindError, PolicyViolation
 from hpcjobs.resolve import ResolvedJob
 
 
@@ -16,3 +17,21 @@ def check_bind_sources(job: ResolvedJob, exists: Callable[[str], bool] = os.path
             continue
         if not exists(b.src):
             raise BindError(f"bind source {b.src!r} does not exist (bind {b.spec()!r})")
+
+
+def check_bind_realpaths(
+    job: ResolvedJob, policy: Policy, realpath: Callable[[str], str] = os.path.realpath
+) -> None:
+    """resolve() checks bind sources as written; this sees through symlinks (``/tmp/k -> /etc/munge``)."""
+    if not policy.deny_bind_sources:
+        return
+    for b in job.binds:
+        if b.src in job.unchecked_bind_sources:
+            continue
+        real = realpath(b.src)
+        denied = policy.denied_bind_source(real)
+        if denied is not None:
+            raise PolicyViolation(
+                f"bind source {b.src!r} leads to {real!r}, which site policy does not allow "
+                f"(policy.deny_bind_sources: {denied})"
+            )

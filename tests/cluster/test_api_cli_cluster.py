@@ -125,3 +125,14 @@ def test_cli_mpi_job_two_ranks(cluster: Cluster, job_dir: Path) -> None:
     job_id = r.stdout.strip().splitlines()[0]
     out = (job_dir / f"hpcjobs-mpi-{job_id}.out").read_text()
     assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("rank ")) == ["0", "1"], out
+
+
+def test_cli_refuses_symlink_into_denied_bind_source(cluster: Cluster, job_dir: Path) -> None:
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    (job_dir / "keys").symlink_to("/etc/munge")
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\nname: {name}\nbinds: ['{job_dir}/keys:/k']\n"
+    )
+    r = cli("submit", "job.yaml", cwd=job_dir)
+    assert r.returncode == 2 and "leads to '/etc/munge'" in r.stderr and r.stderr.count("\n") == 1
+    assert not slurm_knows_name(name)

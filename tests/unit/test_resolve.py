@@ -202,3 +202,14 @@ def test_bind_env_cleared_when_site_denies_bind_sources() -> None:
     assert "unset APPTAINER_BIND APPTAINER_BINDPATH SINGULARITY_BIND SINGULARITY_BINDPATH\n" in script
     no_policy = load_site_text("name: n\ndefault_partition: cpu\npartitions: {cpu: {}}\n")
     assert "unset" not in render(resolve(JobSpec(image="/i/x.sif"), no_policy))
+
+
+def test_symlinked_bind_source_into_denied_path_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hpcjobs.preflight import check_bind_realpaths
+
+    link = tmp_path / "innocent"
+    link.symlink_to("/etc")
+    job = r(binds=[f"{link}:/x"])  # lexically fine
+    with pytest.raises(PolicyViolation, match="leads to '/etc'"):
+        check_bind_realpaths(job, SITE.policy)
+    check_bind_realpaths(r(binds=[f"{tmp_path}:/x"]), SITE.policy)
