@@ -26,34 +26,21 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hpcjobs.images import open_cache
-from hpcjobs.runner import Completed, SubprocessRunner
+from hpcjobs.runner import RecordingRunner
 
 CLUSTER_JSON = Path(os.environ.get("HPCJOBS_CLUSTER_JSON", "/var/lib/hpcjobs-dev/cluster.json"))
 APPTAINER = shutil.which("apptainer") or "/usr/bin/apptainer"
 
 
-class CountingRunner(SubprocessRunner):
-    def __init__(self) -> None:
-        self.builds = 0
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        if len(argv) > 1 and argv[1] == "build":
-            self.builds += 1
-        return super().__call__(argv, input_text=input_text, env=env, cwd=cwd, timeout_s=timeout_s)
+def builds(runner: RecordingRunner) -> int:
+    """How many ``apptainer build`` processes ``runner`` has started."""
+    return sum(1 for argv in runner.argvs() if len(argv) > 1 and argv[1] == "build")
 
 
 def synthetic_docker_archive(path: Path, size_mb: int, seed: int = 1) -> None:
@@ -101,10 +88,10 @@ def ms(xs: Sequence[float]) -> str:
 
 def warm_lookups(work: Path, refs: Sequence[str], n: int) -> None:
     print(f"\n(1) warm lookup, in process, {n} pulls per ref (cache: {work / 'warm'})")
-    runner = CountingRunner()
+    runner = RecordingRunner()
     cache = open_cache(runner=runner, cache_dir=str(work / "warm"))
     cache.pull(refs[0])  # one conversion serves all the refs below (same content digest)
-    before = runner.builds
+    before = builds(runner)
     for ref in refs:
         cache.pull(ref)  # resolver state (registry scheme, tokens) as in any long-lived process
         times = []
@@ -113,7 +100,7 @@ def warm_lookups(work: Path, refs: Sequence[str], n: int) -> None:
             cache.pull(ref)
             times.append(time.perf_counter() - t)
         print(f"    {ref[:72]:72}  {ms(times)}")
-    print(f"    conversions during the lookups: {runner.builds - before}")
+    print(f"    conversions during the lookups: {builds(runner) - before}")
     t = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-m", "hpcjobs.images", "--cache-dir", str(work / "warm"), "pull", refs[0]],
@@ -134,12 +121,12 @@ def cold_ratio(work: Path, ref: str, source: str, runs: int, label: str) -> None
         for which in ("ours", "bare") if i % 2 == 0 else ("bare", "ours"):
             d = Path(tempfile.mkdtemp(dir=work, prefix=f"cold-{which}-"))
             if which == "ours":
-                runner = CountingRunner()
+                runner = RecordingRunner()
                 cache = open_cache(runner=runner, cache_dir=str(d / "cache"))
                 t = time.perf_counter()
                 entry = cache.pull(ref)
                 ours.append(time.perf_counter() - t)
-                assert runner.builds == 1 and entry.origin == "converted"
+                assert builds(runner) == 1 and entry.origin == "converted"
             else:
                 env = {**os.environ, "APPTAINER_CACHEDIR": str(d / "ac"), "APPTAINER_TMPDIR": str(d)}
                 t = time.perf_counter()

@@ -15,33 +15,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpcjobs.runner import Completed, SubprocessRunner
+from hpcjobs.runner import RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers import describe_backend, get_scheduler
 from hpcjobs.schedulers.slurm_cli import SlurmCli
 
 HELD_SCRIPT = "#!/bin/bash\n#SBATCH --hold\n#SBATCH -t 1\n#SBATCH -J hpcjobs-bench\ntrue\n"
-
-
-class CountingRunner(SubprocessRunner):
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        self.calls.append(tuple(argv))
-        return super().__call__(argv, input_text=input_text, env=env, cwd=cwd, timeout_s=timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="jobs to query one by one with scontrol, for comparison (0: skip)")  # fmt: skip
     args = ap.parse_args(argv)
 
-    counting = CountingRunner()
+    counting = RecordingRunner()
     sched = get_scheduler(counting)
     submitter = SlurmCli()
     print(f"backend: {describe_backend()}")
@@ -75,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 durations.append(time.perf_counter() - t0)
                 per_poll.append(len(counting.calls))
             pending = sum(1 for j in ids if statuses[j].state.name == "PENDING")
-            programs = sorted({c[0] for c in counting.calls})
+            programs = sorted(set(counting.programs()))
             print(f"jobs answered: {len(statuses)} ({pending} PENDING)")
             print(f"queries per poll: {max(per_poll)} ({', '.join(programs) or 'in-process'})")
             print(f"time per poll of {len(ids)} jobs: median {statistics.median(durations) * 1000:.1f} ms, "

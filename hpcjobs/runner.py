@@ -1,14 +1,15 @@
 """The one I/O seam for processes: every external program is run through a Runner.
 
 A Runner takes an argv list (never a shell string) and returns the exit code and output.
-Tests inject fakes here; production uses :class:`SubprocessRunner`.
+Production uses :class:`SubprocessRunner`; :class:`RecordingRunner` wraps one to record (count
+Slurm queries, say) or to answer calls itself (dry runs, and the fakes tests inject here).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,3 +78,62 @@ class SubprocessRunner:
 
 def default_runner() -> Runner:
     return SubprocessRunner()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call a :class:`RecordingRunner` received, with the keyword arguments it came with."""
+
+    argv: tuple[str, ...]
+    input_text: str | None = None
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    timeout_s: float | None = None
+
+    def replay(self, runner: Runner) -> Completed:
+        """Make the same call to ``runner``."""
+        return runner(self.argv, input_text=self.input_text, env=self.env, cwd=self.cwd, timeout_s=self.timeout_s)
+
+
+class RecordingRunner:
+    """A Runner that records every call in :attr:`calls`, then answers it or passes it on.
+
+    ``answer(call)`` is asked first: a :class:`Completed` it returns is the result and nothing is
+    run; ``None`` passes the call to ``inner`` (default: a :class:`SubprocessRunner`). An answer may
+    also raise, e.g. :class:`RunnerError`, or in a test an ``AssertionError`` for a call that must
+    not happen. The call is recorded before it is answered, so a call that raised is recorded too.
+    """
+
+    def __init__(
+        self,
+        inner: Runner | None = None,
+        answer: Callable[[Call], Completed | None] | None = None,
+    ) -> None:
+        self.inner: Runner = inner if inner is not None else SubprocessRunner()
+        self.answer = answer
+        self.calls: list[Call] = []
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        input_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Completed:
+        call = Call(tuple(str(a) for a in argv), input_text, None if env is None else dict(env), cwd, timeout_s)
+        self.calls.append(call)
+        if self.answer is not None:
+            result = self.answer(call)
+            if result is not None:
+                return result
+        return call.replay(self.inner)
+
+    def argvs(self) -> list[tuple[str, ...]]:
+        """The argv of every call so far, in order."""
+        return [c.argv for c in self.calls]
+
+    def programs(self) -> list[str]:
+        """The program (``argv[0]``) of every call so far, in order."""
+        return [c.argv[0] for c in self.calls]

@@ -10,14 +10,14 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clusterenv import Cluster
 
 from hpcjobs.errors import ControllerUnreachable, SchedulerError
-from hpcjobs.runner import Completed, SubprocessRunner
+from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers import describe_backend, get_scheduler
 from hpcjobs.schedulers.slurm_cli import SlurmCli
 from hpcjobs.schedulers.states import JobState
@@ -25,25 +25,6 @@ from hpcjobs.schedulers.states import JobState
 pytestmark = pytest.mark.cluster
 
 WAIT_S = 120
-
-
-class CountingRunner(SubprocessRunner):
-    """The real runner, counting the Slurm processes it starts."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        self.calls.append(tuple(argv))
-        return super().__call__(argv, input_text=input_text, env=env, cwd=cwd, timeout_s=timeout_s)
 
 
 class TrackingCli(SlurmCli):
@@ -58,12 +39,13 @@ class TrackingCli(SlurmCli):
 
 
 @pytest.fixture
-def runner() -> CountingRunner:
-    return CountingRunner()
+def runner() -> RecordingRunner:
+    """The real runner, recording the Slurm processes it starts."""
+    return RecordingRunner()
 
 
 @pytest.fixture
-def cli(cluster: Cluster, runner: CountingRunner) -> Iterator[TrackingCli]:
+def cli(cluster: Cluster, runner: RecordingRunner) -> Iterator[TrackingCli]:
     sched = TrackingCli(runner)
     sched.submitted = []
     yield sched
@@ -113,18 +95,18 @@ def test_successful_job_and_log_path(cli: TrackingCli, job_dir: Path) -> None:
     assert Path(expected).read_text() == f"hello from {job_id} in {job_dir}\n"  # ran in cwd
 
 
-def test_status_of_50_jobs_is_one_query(cli: TrackingCli, runner: CountingRunner, job_dir: Path) -> None:
+def test_status_of_50_jobs_is_one_query(cli: TrackingCli, runner: RecordingRunner, job_dir: Path) -> None:
     ids = [cli.submit(script("true", "--hold"), cwd=str(job_dir)) for _ in range(50)]
     runner.calls.clear()
     st = cli.status(ids)
-    assert [c[0] for c in runner.calls] == ["squeue"]
+    assert runner.programs() == ["squeue"]
     assert set(ids) <= set(st)
     assert all(st[j].state is JobState.PENDING and st[j].reason == "JobHeldUser" for j in ids)
     cli.cancel(ids)
     runner.calls.clear()
     done = cli.wait(ids, poll_s=0.2, timeout_s=WAIT_S)
     assert all(done[j].state is JobState.CANCELLED for j in ids)
-    assert {c[0] for c in runner.calls} == {"squeue"}
+    assert set(runner.programs()) == {"squeue"}
 
 
 def test_cancel_running_job(cli: TrackingCli, job_dir: Path) -> None:
@@ -154,50 +136,40 @@ def test_array_job_status_per_task(cli: TrackingCli, job_dir: Path) -> None:
 
 
 def test_job_beyond_the_node_config_is_refused(
-    cli: TrackingCli, runner: CountingRunner, job_dir: Path
+    cli: TrackingCli, runner: RecordingRunner, job_dir: Path
 ) -> None:
     with pytest.raises(SchedulerError) as info:
         cli.submit(script("true", "-p gpu", "--gpus=3"), cwd=str(job_dir))
     assert not isinstance(info.value, ControllerUnreachable)
     assert "Requested node configuration is not available" in str(info.value)
     assert "\n" not in str(info.value)
-    assert [c[0] for c in runner.calls] == ["sbatch"]  # refused: no retry
+    assert runner.programs() == ["sbatch"]  # refused: no retry
 
 
 def test_ambiguous_failure_does_not_submit_twice(cluster: Cluster, job_dir: Path) -> None:
     """sbatch really submits, but the answer is 'lost' (as after a socket timeout): the job is
     found by its token and returned; sbatch ran once."""
 
-    class LosingRunner(CountingRunner):
-        lost = False
-        real_id = ""
+    real = SubprocessRunner()
+    real_ids: list[str] = []
 
-        def __call__(
-            self,
-            argv: Sequence[str],
-            *,
-            input_text: str | None = None,
-            env: Mapping[str, str] | None = None,
-            cwd: str | None = None,
-            timeout_s: float | None = None,
-        ) -> Completed:
-            result = super().__call__(argv, input_text=input_text, env=env, cwd=cwd, timeout_s=timeout_s)
-            if argv[0] == "sbatch" and not self.lost:
-                self.lost = True
-                assert result.ok, result.stderr
-                self.real_id = result.stdout.strip()
-                msg = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n"
-                return Completed(result.argv, 1, "", msg)
-            return result
+    def lose_first_sbatch(call: Call) -> Completed | None:
+        if call.argv[0] != "sbatch" or real_ids:
+            return None
+        result = call.replay(real)
+        assert result.ok, result.stderr
+        real_ids.append(result.stdout.strip())
+        msg = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n"
+        return Completed(result.argv, 1, "", msg)
 
-    lossy = LosingRunner()
+    lossy = RecordingRunner(real, answer=lose_first_sbatch)
     cli = SlurmCli(lossy, backoff_s=0.1)
     job_id = cli.submit(script("true", "--hold"), cwd=str(job_dir))
     try:
-        assert job_id == lossy.real_id
-        assert [c[0] for c in lossy.calls] == ["sbatch", "squeue"]
+        assert job_id == real_ids[0]
+        assert lossy.programs() == ["sbatch", "squeue"]
     finally:
-        SlurmCli().cancel([lossy.real_id, job_id])
+        SlurmCli().cancel([*real_ids, job_id])
 
 
 def test_unreachable_controller_is_retried_then_reported(
@@ -212,14 +184,14 @@ def test_unreachable_controller_is_retried_then_reported(
     lines = [ln for ln in conf.read_text().splitlines() if not ln.strip().lower().startswith("slurmctldport")]
     (tmp_path / conf.name).write_text("\n".join([*lines, "SlurmctldPort=1"]) + "\n")
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / conf.name))
-    runner = CountingRunner()
+    runner = RecordingRunner()
     sleeps: list[float] = []
     cli = SlurmCli(runner, retries=1, backoff_s=0.1, sleep=lambda s: (sleeps.append(s), time.sleep(s))[1])
     with pytest.raises(ControllerUnreachable) as info:
         cli.submit(script("true", "--hold"), cwd=str(tmp_path))
     assert "Unable to contact slurm controller" in str(info.value)
     assert "no job was submitted" in str(info.value)
-    assert [c[0] for c in runner.calls] == ["sbatch", "sbatch"]
+    assert runner.programs() == ["sbatch", "sbatch"]
     assert sleeps == [0.1]
 
 

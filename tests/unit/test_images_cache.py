@@ -116,7 +116,7 @@ def test_build_argv_and_environment(tmp_path: Path, image: dict[str, Any]) -> No
     runner = FakeRunner()
     c = cache(tmp_path, runner, mksquashfs_args="-comp gzip -Xcompression-level 1", binary="/opt/apptainer")
     c.pull(image["oci"])
-    ((argv, env),) = [(a, e) for a, e in runner.calls if a[1] == "build"]
+    ((argv, env),) = [(c.argv, c.env or {}) for c in runner.calls if c.argv[1] == "build"]
     assert argv[:4] == ("/opt/apptainer", "build", "--mksquashfs-args", "-comp gzip -Xcompression-level 1")
     assert argv[-1] == f"{image['oci']}@{image['img'].manifest}"  # oci:DIR@digest, never oci:DIR:TAG
     dest = Path(argv[-2])
@@ -524,7 +524,7 @@ def test_build_tmpdir_elsewhere(tmp_path: Path, image: dict[str, Any]) -> None:
     scratch = tmp_path / "node-local"
     c = cache(tmp_path, runner, build_tmpdir=str(scratch))
     c.pull(image["oci"])
-    ((_argv, env),) = [(a, e) for a, e in runner.calls if a[1] == "build"]
+    ((_argv, env),) = [(c.argv, c.env or {}) for c in runner.calls if c.argv[1] == "build"]
     assert env["APPTAINER_TMPDIR"].startswith(f"{scratch}/hpcjobs-build-")
     assert os.listdir(scratch) == []  # removed after the build
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcjobs.images.sif import write_test_sif
-from hpcjobs.runner import Completed
+from hpcjobs.runner import Call, Completed, RecordingRunner
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -144,7 +144,7 @@ def write_docker_archive(path: Path, img: TinyImage, tag: str = "test/tiny:1") -
     return path
 
 
-class FakeRunner:
+class FakeRunner(RecordingRunner):
     """Answers ``apptainer build DEST SRC`` by writing a valid SIF (after ``delay_s``), counting
     builds in ``count_file``; other argv from ``answers`` (first matching prefix) or exit 0."""
 
@@ -156,24 +156,15 @@ class FakeRunner:
         answers: Mapping[tuple[str, ...], Completed] | None = None,
         write_invalid: bool = False,
     ) -> None:
+        super().__init__(answer=self._answer)
         self.count_file = count_file
         self.delay_s = delay_s
         self.fail = fail
         self.answers = dict(answers or {})
         self.write_invalid = write_invalid
-        self.calls: list[tuple[tuple[str, ...], dict[str, str]]] = []
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        args = tuple(str(a) for a in argv)
-        self.calls.append((args, dict(env or {})))
+    def _answer(self, call: Call) -> Completed:
+        args = call.argv
         for prefix, answer in self.answers.items():
             if args[: len(prefix)] == prefix:
                 return answer
@@ -196,7 +187,7 @@ class FakeRunner:
         return Completed(args, 0, "", "")
 
     def builds(self) -> list[tuple[str, ...]]:
-        return [a for a, _ in self.calls if len(a) > 1 and a[1] == "build"]
+        return [a for a in self.argvs() if len(a) > 1 and a[1] == "build"]
 
 
 class _RegistryHandler(BaseHTTPRequestHandler):

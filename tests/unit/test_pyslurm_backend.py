@@ -34,11 +34,12 @@ from hpcjobs.errors import (
     HpcjobsError,
     SchedulerError,
 )
-from hpcjobs.runner import Completed
+from hpcjobs.runner import Call, Completed, RecordingRunner
 from hpcjobs.schedulers import describe_backend, get_scheduler
 from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend, expand_task_ranges, pyslurm_usable
 from hpcjobs.schedulers.slurm_cli import SEP, SlurmCli
 from hpcjobs.schedulers.states import JobState
+from tests.fakes import unexpected
 
 NO_TASK = 4294967294
 
@@ -168,29 +169,20 @@ def make_fake_pyslurm(version: str = "22.5.3", *, with_sbatch_options: bool = Tr
     return mod
 
 
-class VersionRunner:
+class VersionRunner(RecordingRunner):
     """Fake Runner: answers ``sinfo --version`` (and records everything)."""
 
     def __init__(self, version: str = "slurm-wlm 22.05.8", answers: Mapping[str, Completed] | None = None):
+        super().__init__(answer=self._answer)
         self.version = version
         self.answers = dict(answers or {})
-        self.calls: list[tuple[str, ...]] = []
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        self.calls.append(tuple(argv))
-        if argv[0] in self.answers:
-            return self.answers[argv[0]]
-        if list(argv) == ["sinfo", "--version"]:
-            return Completed(tuple(argv), 0, f"{self.version}\n", "")
-        raise AssertionError(f"unexpected command {list(argv)}")
+    def _answer(self, call: Call) -> Completed:
+        if call.argv[0] in self.answers:
+            return self.answers[call.argv[0]]
+        if call.argv == ("sinfo", "--version"):
+            return Completed(call.argv, 0, f"{self.version}\n", "")
+        unexpected(call)
 
 
 @pytest.fixture(autouse=True)
@@ -418,7 +410,7 @@ def test_status_falls_back_to_history_for_forgotten_jobs(fake_pyslurm: FakePyslu
     st = backend(fake_pyslurm, runner).status(["77", "78"])
     assert st["77"].state is JobState.COMPLETED and st["77"].exit_code == 0
     assert st["78"].state is JobState.UNKNOWN and not st["78"].known
-    assert [c[0] for c in runner.calls] == ["sacct"]
+    assert runner.programs() == ["sacct"]
 
 
 def test_wait_and_cancel(fake_pyslurm: FakePyslurm) -> None:
@@ -426,7 +418,7 @@ def test_wait_and_cancel(fake_pyslurm: FakePyslurm) -> None:
     b = backend(fake_pyslurm, runner)
     job = b.submit("#!/bin/bash\nsleep 60\n")
     b.cancel([job, "999999", "555_1"])
-    assert runner.calls == [("scancel", "555_1")]  # array tasks go through scancel
+    assert runner.argvs() == [("scancel", "555_1")]  # array tasks go through scancel
     st = b.wait([job], poll_s=0.01, timeout_s=5)
     assert st[job].state is JobState.CANCELLED
 

@@ -4,7 +4,7 @@ against the live cluster."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hpcjobs.cli_site import site
 from hpcjobs.config.loader import load_site_text
 from hpcjobs.errors import RunnerError, SchedulerError
-from hpcjobs.runner import Completed
+from hpcjobs.runner import Call, Completed, RecordingRunner
 from hpcjobs.site import discover as disc
 
 # --- captured on the dev cluster (scripts/dev-cluster up), verbatim -------------------------------
@@ -97,24 +97,15 @@ A100_NODES = "".join(
 )
 
 
-class FakeSlurm:
+class FakeSlurm(RecordingRunner):
     """A Runner that answers the four discover commands from fixed text."""
 
     def __init__(self, outputs: Mapping[str, Completed | Exception]) -> None:
+        super().__init__(answer=self._answer)
         self.outputs = outputs
-        self.calls: list[list[str]] = []
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        self.calls.append(list(argv))
-        out = self.outputs[" ".join(argv)]
+    def _answer(self, call: Call) -> Completed:
+        out = self.outputs[" ".join(call.argv)]
         if isinstance(out, Exception):
             raise out
         return out
@@ -173,11 +164,11 @@ def test_parse_mpi_list() -> None:
 def test_dev_cluster_draft() -> None:
     slurm = dev_slurm()
     text = disc.discover(slurm)
-    assert slurm.calls == [
-        ["scontrol", "-o", "show", "partition"],
-        ["scontrol", "-o", "show", "node"],
-        ["scontrol", "show", "config"],
-        ["srun", "--mpi=list"],
+    assert slurm.argvs() == [
+        ("scontrol", "-o", "show", "partition"),
+        ("scontrol", "-o", "show", "node"),
+        ("scontrol", "show", "config"),
+        ("srun", "--mpi=list"),
     ]
     cfg = load_site_text(text, "draft.yaml")  # it validates
     assert cfg.name == "hpcjobs-dev"

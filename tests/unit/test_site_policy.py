@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,9 @@ from hpcjobs.config.loader import load_site_text
 from hpcjobs.config.site import Policy, SiteConfig
 from hpcjobs.errors import ConfigError, PolicyViolation
 from hpcjobs.resolve import resolve
-from hpcjobs.runner import Completed
+from hpcjobs.runner import RecordingRunner
 from hpcjobs.spec import JobSpec
+from tests.fakes import unexpected
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,32 +178,16 @@ def test_policy_itself_is_validated() -> None:
     ]
 
 
-class NoProcesses:
-    """A Runner that fails the test if anything is run: refusals happen before submission."""
-
-    calls: list[Sequence[str]] = []
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        self.calls.append(list(argv))
-        raise AssertionError(f"ran {argv} although the job breaks site policy")
-
-
 def test_refused_before_anything_runs() -> None:
+    """Refusals happen before submission: the runner fails the test if anything is run."""
     from hpcjobs.api import submit
 
+    no_processes = RecordingRunner(answer=unexpected)
     with pytest.raises(PolicyViolation):
-        submit(job(binds=["/etc/munge:/m"]), DENY, runner=NoProcesses())
+        submit(job(binds=["/etc/munge:/m"]), DENY, runner=no_processes)
     with pytest.raises(PolicyViolation):
-        submit(job(), REQUIRE, runner=NoProcesses())
-    assert NoProcesses.calls == []
+        submit(job(), REQUIRE, runner=no_processes)
+    assert no_processes.calls == []
 
 
 def test_dev_cluster_config_denies_the_munge_key_through_the_cli(tmp_path: Path) -> None:

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import pytest
 
@@ -17,7 +16,7 @@ from hpcjobs.errors import (
     SchedulerError,
     WaitTimeout,
 )
-from hpcjobs.runner import Completed
+from hpcjobs.runner import Call, Completed, RecordingRunner
 from hpcjobs.schedulers.base import JobStatus, aggregate_array, decode_wait_status, parse_exit_pair
 from hpcjobs.schedulers.slurm_cli import (
     SEP,
@@ -29,6 +28,7 @@ from hpcjobs.schedulers.slurm_cli import (
     parse_squeue,
 )
 from hpcjobs.schedulers.states import JobState
+from tests.fakes import unexpected
 
 # --------------------------------------------------------------------------- real cluster output
 
@@ -96,37 +96,23 @@ ACCOUNTING_OFF = "Slurm accounting storage is disabled\n"
 # --------------------------------------------------------------------------- the fake runner
 
 
-@dataclass
-class Call:
-    argv: tuple[str, ...]
-    input_text: str | None
-    cwd: str | None
-    timeout_s: float | None
-
-
 Response = Completed | Exception | Callable[[Call], "Completed | Exception"]
 
 
-@dataclass
-class FakeRunner:
+class FakeRunner(RecordingRunner):
     """A Runner that records calls and answers from per-program queues, then handlers."""
 
-    queues: dict[str, list[Response]] = field(default_factory=dict)
-    handlers: dict[str, Callable[[Call], Completed | Exception]] = field(default_factory=dict)
-    calls: list[Call] = field(default_factory=list)
-
-    def __call__(
+    def __init__(
         self,
-        argv: Sequence[str],
-        *,
-        input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        timeout_s: float | None = None,
-    ) -> Completed:
-        call = Call(tuple(argv), input_text, cwd, timeout_s)
-        self.calls.append(call)
-        prog = argv[0]
+        queues: dict[str, list[Response]] | None = None,
+        handlers: dict[str, Callable[[Call], Completed | Exception]] | None = None,
+    ) -> None:
+        super().__init__(answer=self._answer)
+        self.queues = queues if queues is not None else {}
+        self.handlers = handlers if handlers is not None else {}
+
+    def _answer(self, call: Call) -> Completed:
+        prog = call.argv[0]
         queue = self.queues.get(prog)
         resp: Response
         if queue:
@@ -134,16 +120,13 @@ class FakeRunner:
         elif prog in self.handlers:
             resp = self.handlers[prog]
         else:
-            raise AssertionError(f"unexpected command: {list(argv)}")
+            unexpected(call)
         if callable(resp) and not isinstance(resp, Completed):
             resp = resp(call)
         if isinstance(resp, Exception):
             raise resp
         assert isinstance(resp, Completed)
         return Completed(call.argv, resp.returncode, resp.stdout, resp.stderr)
-
-    def progs(self) -> list[str]:
-        return [c.argv[0] for c in self.calls]
 
     def of(self, prog: str) -> list[Call]:
         return [c for c in self.calls if c.argv[0] == prog]
@@ -248,7 +231,7 @@ def test_refused_submission_raises_at_once_with_slurms_message(stderr: str) -> N
     assert "sbatch: error" not in message
     last_line = stderr.strip().splitlines()[-1].split("error: ", 1)[1]
     assert last_line in message
-    assert runner.progs() == ["sbatch"]
+    assert runner.programs() == ["sbatch"]
     assert sleeps.calls == []
 
 
@@ -258,7 +241,7 @@ def test_connect_failure_retries_with_backoff_then_controller_unreachable() -> N
     with pytest.raises(ControllerUnreachable) as info:
         cli.submit("#!/bin/sh\ntrue\n")
     assert sleeps.calls == [0.5, 1.0, 2.0, 4.0]
-    assert runner.progs() == ["sbatch"] * 5  # connect failure: nothing reached slurmctld, no queue check
+    assert runner.programs() == ["sbatch"] * 5  # connect failure: nothing reached slurmctld, no queue check
     message = str(info.value)
     assert "Unable to contact slurm controller (connect failure)" in message
     assert "5 time(s)" in message and "no job was submitted" in message
@@ -295,7 +278,7 @@ def test_ambiguous_failure_finds_the_job_by_token_and_never_submits_twice() -> N
     runner.handlers["squeue"] = squeue
     cli, sleeps = make(runner)
     assert cli.submit("#!/bin/sh\n") == "18"
-    assert runner.progs() == ["sbatch", "squeue"]
+    assert runner.programs() == ["sbatch", "squeue"]
     assert sleeps.calls == [0.5]
 
 
@@ -306,7 +289,7 @@ def test_ambiguous_failure_token_absent_resends_same_token() -> None:
     )
     cli, _ = make(runner)
     assert cli.submit("#!/bin/sh\n") == "21"
-    assert runner.progs() == ["sbatch", "squeue", "sbatch"]
+    assert runner.programs() == ["sbatch", "squeue", "sbatch"]
     first, second = runner.of("sbatch")
     assert token_of(first) == token_of(second)
 
@@ -319,7 +302,7 @@ def test_ambiguous_failure_and_queue_unreachable_waits_instead_of_resending() ->
     runner.handlers["squeue"] = lambda c: ok(queue_row("30", token_of(runner.of("sbatch")[0])))
     cli, _ = make(runner)
     assert cli.submit("#!/bin/sh\n") == "30"
-    assert runner.progs() == ["sbatch", "squeue", "squeue"]
+    assert runner.programs() == ["sbatch", "squeue", "squeue"]
 
 
 def test_ambiguous_failure_never_resolved_says_job_may_exist() -> None:
@@ -332,7 +315,7 @@ def test_ambiguous_failure_never_resolved_says_job_may_exist() -> None:
     cli, sleeps = make(runner, retries=3)
     with pytest.raises(ControllerUnreachable, match="may or may not have been submitted") as info:
         cli.submit("#!/bin/sh\n")
-    assert runner.progs().count("sbatch") == 1
+    assert runner.programs().count("sbatch") == 1
     assert token_of(runner.calls[0]) in str(info.value)
     assert sleeps.calls == [0.5, 1.0, 2.0, 4.0]
 
@@ -342,7 +325,7 @@ def test_runner_timeout_is_ambiguous() -> None:
     runner.handlers["squeue"] = lambda c: ok(queue_row("44", token_of(runner.of("sbatch")[0])))
     cli, _ = make(runner)
     assert cli.submit("#!/bin/sh\n") == "44"
-    assert runner.progs() == ["sbatch", "squeue"]
+    assert runner.programs() == ["sbatch", "squeue"]
 
 
 def test_missing_sbatch_is_not_retried() -> None:
@@ -376,7 +359,7 @@ def test_status_from_real_squeue_output() -> None:
     runner = FakeRunner(queues={"squeue": [ok(SQUEUE_REAL)]})
     cli, _ = make(runner)
     st = cli.status(["172", "173", "174", "181", "182", "183_1"])
-    assert runner.progs() == ["squeue"]
+    assert runner.programs() == ["squeue"]
     argv = runner.calls[0].argv
     assert argv[:5] == ("squeue", "-h", "-r", "-t", "all")
     assert argv[argv.index("-j") + 1] == "172,173,174,181,182,183_1"
@@ -453,10 +436,10 @@ def test_forgotten_jobs_fall_back_to_one_jobcomp_query() -> None:
     cli, _ = make(runner)
     st = cli.status(["172"])
     assert st["172"].state is JobState.FAILED and st["172"].exit_code == 3
-    assert runner.progs() == ["squeue", "sacct", "sacct"]  # first time: learns accounting is off
+    assert runner.programs() == ["squeue", "sacct", "sacct"]  # first time: learns accounting is off
     assert "-c" not in runner.calls[1].argv and "-c" in runner.calls[2].argv
     st = cli.status(["172", "174"])
-    assert runner.progs()[3:] == ["squeue", "sacct"]  # afterwards: one jobcomp query
+    assert runner.programs()[3:] == ["squeue", "sacct"]  # afterwards: one jobcomp query
     sacct = runner.calls[-1].argv
     assert sacct[sacct.index("-j") + 1] == "172,174"
     assert st["174"].state is JobState.CANCELLED
@@ -471,7 +454,7 @@ def test_history_with_accounting_uses_plain_sacct() -> None:
     runner = FakeRunner(queues={"squeue": [ok("")], "sacct": [ok(out)]})
     cli, _ = make(runner)
     st = cli.status(["300", "301_1"])
-    assert runner.progs() == ["squeue", "sacct"]
+    assert runner.programs() == ["squeue", "sacct"]
     assert st["300"].state is JobState.COMPLETED and st["300"].exit_code == 0
     assert st["301_1"].state is JobState.CANCELLED and st["301_1"].signal == 15
     assert cli.history == "sacct"
@@ -548,7 +531,7 @@ def test_wait_polls_once_per_poll_until_terminal() -> None:
     ]})  # fmt: skip
     cli, sleeps = make(runner)
     st = cli.wait(["1", "2"], poll_s=2.0)
-    assert runner.progs() == ["squeue"] * 3
+    assert runner.programs() == ["squeue"] * 3
     assert sleeps.calls == [2.0, 2.0]
     assert st["1"].exit_code == 3 and st["1"].state is JobState.FAILED
     assert st["2"].is_success
