@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from hpcjobs.errors import BindError
 
@@ -17,6 +17,29 @@ BindMode = Literal["ro", "rw"]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""What an environment variable name may be (letters, digits and _, not first a digit)."""
+
+
+def _env_strings(value: Any) -> Any:
+    """Numbers and booleans in YAML become strings (``OMP_NUM_THREADS: 1``, ``true`` as "true")."""
+    if isinstance(value, dict):
+        return {k: _scalar_str(v) for k, v in value.items()}
+    return value
+
+
+def _scalar_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvMap = Annotated[dict[str, str], BeforeValidator(_env_strings)]
+"""An environment: names to string values, YAML numbers and booleans taken as strings. The names
+are checked against :data:`ENV_NAME` by the model that uses it, each with its own message."""
 
 
 class StrictModel(BaseModel):

@@ -7,9 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from hpcjobs.models import Bind, MpiKind, NonNegInt, PosFloat, PosInt, StrictModel
+from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiKind, NonNegInt, PosFloat, PosInt, StrictModel
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?$")
 
 
@@ -36,7 +35,7 @@ class JobSpec(StrictModel):
     time_min: PosInt | None = Field(None, description="Wall time in minutes.")
     mpi: MpiKind | None = Field(None, description="pmix, pmi2, mpirun or none (default: the partition's).")
     binds: list[Bind] = Field(default_factory=list, description="SRC:DST[:ro|rw] strings or {src, dst, mode}.")
-    env: dict[str, str] = Field(default_factory=dict, description="Environment inside the container.")
+    env: EnvMap = Field(default_factory=dict, description="Environment inside the container.")
     workdir: str | None = Field(None, description="Working directory inside the container.")
     array: str | None = Field(None, description="Slurm array, e.g. 0-9 or 1,3,5%2.")
     account: str | None = None
@@ -56,18 +55,11 @@ class JobSpec(StrictModel):
             return shlex.split(value)
         return value
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_values(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _scalar_str(v) for k, v in value.items()}
-        return value
-
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not _ENV_NAME.match(key):
+            if not ENV_NAME.match(key):
                 raise ValueError(f"environment variable name {key!r} is not a valid name")
         return value
 
@@ -86,10 +78,3 @@ class JobSpec(StrictModel):
                 raise ValueError(f"{opt!r} is not an option (must start with '-')")
         return value
 
-
-def _scalar_str(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value

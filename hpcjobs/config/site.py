@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hpcjobs.models import (
+    ENV_NAME,
     Bind,
+    EnvMap,
     GpuFlag,
     GpuRequest,
     MpiKind,
@@ -29,23 +31,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARTITION_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-
-
-def _env_values(value: Any) -> Any:
-    """Numbers and booleans in YAML become strings (``OMP_NUM_THREADS: 1``), as in the job spec."""
-    if isinstance(value, dict):
-        return {k: _scalar_str(v) for k, v in value.items()}
-    return value
-
-
-def _scalar_str(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
 
 
 def _check_each(items: Iterable[tuple[str | int, Any]], check: Callable[[Any], str | None]) -> None:
@@ -57,12 +43,16 @@ def _check_each(items: Iterable[tuple[str | int, Any]], check: Callable[[Any], s
 
 def _env_names(value: dict[str, str]) -> dict[str, str]:
     def check(key: str) -> str | None:
-        if _ENV_NAME.match(key):
+        if ENV_NAME.match(key):
             return None
         return f"{key!r} is not an environment variable name (letters, digits and _, not first a digit)"
 
     _check_each(((k, k) for k in value), check)
     return value
+
+
+SiteEnv = Annotated[EnvMap, AfterValidator(_env_names)]
+"""An environment in the site config: one problem per bad name, at ``env.NAME``."""
 
 
 def _option_problem(opt: str) -> str | None:
@@ -136,20 +126,8 @@ class MpiSettings(StrictModel):
     """How multi-task jobs are launched (hybrid model: one container per task)."""
 
     default: MpiKind | None = Field(None, description="MPI launch when a job names none.")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Environment for MPI launches, e.g. PMIX_MCA_gds: hash."
-    )
+    env: SiteEnv = Field(default_factory=dict, description="Environment for MPI launches, e.g. PMIX_MCA_gds: hash.")
     mpirun: str | None = Field(None, description="mpirun executable for mpi: mpirun.")
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_before(cls, value: Any) -> Any:
-        return _env_values(value)
-
-    @field_validator("env")
-    @classmethod
-    def _env_check(cls, value: dict[str, str]) -> dict[str, str]:
-        return _env_names(value)
 
 
 class Settings(StrictModel):
@@ -164,7 +142,7 @@ class Settings(StrictModel):
         default_factory=list,
         description="Paths that exist only on compute nodes; binds from them are not checked at submit.",
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Environment inside every container.")
+    env: SiteEnv = Field(default_factory=dict, description="Environment inside every container.")
     sbatch: list[str] = Field(
         default_factory=list, description="Extra sbatch options, e.g. --exclusive, written as directives."
     )
@@ -173,16 +151,6 @@ class Settings(StrictModel):
     cpus_per_task: PosInt | None = Field(None, description="Default CPUs per task.")
     account: str | None = Field(None, description="Default Slurm account.")
     qos: str | None = Field(None, description="Default QoS.")
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_before(cls, value: Any) -> Any:
-        return _env_values(value)
-
-    @field_validator("env")
-    @classmethod
-    def _env_check(cls, value: dict[str, str]) -> dict[str, str]:
-        return _env_names(value)
 
     @field_validator("sbatch")
     @classmethod
