@@ -223,11 +223,17 @@ def _exit_code_of(st: Any) -> int:
     return st.exit_code if st.exit_code else 1
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def run_click(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> None:
+    """Run a click command as every hpcjobs entry point does (``argv`` None: ``sys.argv[1:]``).
+
+    HpcjobsError → ``hpcjobs: error: …`` on one line on stderr, exit 2; a usage error as click
+    shows it, exit 2; Ctrl-C → ``Aborted!``, exit 1; a non-zero exit status is passed on. Anything
+    else keeps its traceback.
+    """
     from hpcjobs.errors import HpcjobsError
 
     try:
-        rc = main_group.main(args=list(argv) if argv is not None else None, prog_name="hpcjobs", standalone_mode=False)
+        rc = command.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
     except HpcjobsError as exc:
         message = " ".join(str(exc).split("\n"))
         click.echo(f"hpcjobs: error: {message}", err=True)
@@ -242,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
     if isinstance(rc, int) and rc != 0:
         sys.exit(rc)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run_click(main_group, argv, "hpcjobs")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -147,8 +146,10 @@ def reference() -> None:
 
 
 def main() -> None:
-    site.main(prog_name="hpcjobs site")
+    from hpcjobs.cli import run_click
+
+    run_click(site, None, "hpcjobs site")
 
 
 if __name__ == "__main__":
-    sys.exit(main())  # type: ignore[func-returns-value]
+    main()

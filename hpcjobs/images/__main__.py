@@ -3,27 +3,12 @@ conversion jobs, so they run the same lock and publish path with the same interp
 
 from __future__ import annotations
 
-import sys
-
-import click
-
+from hpcjobs.cli import run_click
 from hpcjobs.cli_images import images
-from hpcjobs.errors import HpcjobsError
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        images.main(args=argv, prog_name="python -m hpcjobs.images", standalone_mode=False)
-    except HpcjobsError as exc:
-        click.echo("hpcjobs: error: " + " ".join(str(exc).split("\n")), err=True)
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        sys.exit(1)
+    run_click(images, argv, "python -m hpcjobs.images")
 
 
 if __name__ == "__main__":
