@@ -288,6 +288,24 @@ def wait_loop(
         sleep(delay)
 
 
+class PollingWait:
+    """Mixin giving a backend the protocol's ``wait()``: :func:`wait_loop` over its own
+    ``status()``, sleeping with its ``_sleep`` and timing with its ``_clock``."""
+
+    _sleep: Callable[[float], None]
+    _clock: Callable[[], float]
+
+    def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        raise NotImplementedError
+
+    def wait(
+        self, job_ids: Sequence[str], *, poll_s: float = 5.0, timeout_s: float | None = None
+    ) -> dict[str, JobStatus]:
+        """Poll ``status`` until every job has ended; raises WaitTimeout or JobNotFound."""
+        return wait_loop(self.status, job_ids, poll_s=poll_s, timeout_s=timeout_s,
+                         sleep=self._sleep, clock=self._clock)  # fmt: skip
+
+
 def with_job_id(status: JobStatus, job_id: str) -> JobStatus:
     return replace(status, job_id=job_id)
 
@@ -300,6 +318,7 @@ __all__ = [
     "NOT_FOUND_REASON",
     "JobRecord",
     "JobStatus",
+    "PollingWait",
     "Scheduler",
     "aggregate_array",
     "check_job_ids",

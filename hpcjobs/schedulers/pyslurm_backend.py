@@ -21,12 +21,12 @@ from hpcjobs.runner import Runner
 from hpcjobs.schedulers.base import (
     JobRecord,
     JobStatus,
+    PollingWait,
     check_job_ids,
     default_cwd,
     match_records,
     none_if_null,
     not_found,
-    wait_loop,
 )
 from hpcjobs.schedulers.slurm_cli import TRANSIENT_AMBIGUOUS, TRANSIENT_NOT_SENT, SlurmCli, parse_version
 
@@ -89,7 +89,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-class PyslurmBackend:
+class PyslurmBackend(PollingWait):
     """The :class:`~hpcjobs.schedulers.base.Scheduler` protocol through pyslurm's C API bindings.
 
     Status is one ``Jobs.load()`` RPC for any number of jobs; jobs the controller has already
@@ -154,12 +154,6 @@ class PyslurmBackend:
             for jid in still_missing:
                 out[jid] = not_found(jid)
         return out
-
-    def wait(
-        self, job_ids: Sequence[str], *, poll_s: float = 5.0, timeout_s: float | None = None
-    ) -> dict[str, JobStatus]:
-        return wait_loop(self.status, job_ids, poll_s=poll_s, timeout_s=timeout_s,
-                         sleep=self._sleep, clock=self._clock)  # fmt: skip
 
     def cancel(self, job_ids: Sequence[str]) -> None:
         """``Job(id).cancel()`` per job (an array job id cancels the whole array). Array task ids

@@ -33,6 +33,7 @@ from hpcjobs.runner import Completed, Runner, default_runner
 from hpcjobs.schedulers.base import (
     JobRecord,
     JobStatus,
+    PollingWait,
     check_job_ids,
     decode_wait_status,
     default_cwd,
@@ -40,7 +41,6 @@ from hpcjobs.schedulers.base import (
     none_if_null,
     not_found,
     parse_exit_pair,
-    wait_loop,
 )
 
 History = Literal["auto", "sacct", "jobcomp", "none"]
@@ -257,7 +257,7 @@ def parse_version(text: str) -> str:
     return m.group(0)
 
 
-class SlurmCli:
+class SlurmCli(PollingWait):
     """The :class:`~hpcjobs.schedulers.base.Scheduler` protocol over Slurm's CLI tools."""
 
     name = "slurm-cli"
@@ -416,12 +416,6 @@ class SlurmCli:
             for jid in still_missing:
                 out[jid] = not_found(jid)
         return out
-
-    def wait(
-        self, job_ids: Sequence[str], *, poll_s: float = 5.0, timeout_s: float | None = None
-    ) -> dict[str, JobStatus]:
-        return wait_loop(self.status, job_ids, poll_s=poll_s, timeout_s=timeout_s,
-                         sleep=self._sleep, clock=self._clock)  # fmt: skip
 
     def remember_records(self, records: Sequence[JobRecord]) -> None:
         """Keep what the controller reported, for later history lookups of the same jobs."""
