@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import platform as _platform
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -32,6 +33,7 @@ from hpcjobs.images.registry import (
     Skopeo,
     digest_of,
     is_index,
+    json_object,
 )
 from hpcjobs.runner import Runner
 
@@ -281,13 +283,7 @@ def _json_blob(data: bytes, digest: str, what: str) -> dict[str, Any]:
     algo = digest.split(":", 1)[0]
     if digest_of(data, algo) != digest:
         raise ImageError(f"{what}: blob {digest} is corrupt (its content has another digest)")
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise ImageError(f"{what}: blob {digest} is not JSON") from exc
-    if not isinstance(obj, dict):
-        raise ImageError(f"{what}: blob {digest} is not a JSON object")
-    return obj
+    return json_object(data, what, f"blob {digest}")
 
 
 def read_oci_layout(ref: ImageRef, plat: Platform | None = None) -> Resolved:
@@ -351,6 +347,24 @@ class _TarIndex:
             raise ImageError(f"{self.what}: {name} in the archive is too large")
         return data
 
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read(name))
+        except ValueError as exc:
+            raise ImageError(f"{self.what}: {name} is not JSON") from exc
+
+
+@contextmanager
+def _archive(path: str, what: str) -> Iterator[_TarIndex]:
+    """The members of the tar archive at ``path``; a damaged archive is an ImageError."""
+    import tarfile
+
+    try:
+        with _open_tar(path, what) as tar:
+            yield _TarIndex(tar, what)
+    except tarfile.TarError as exc:
+        raise ImageError(f"{what}: damaged tar archive ({exc})") from exc
+
 
 def _open_tar(path: str, what: str) -> tarfile.TarFile:
     import tarfile
@@ -364,30 +378,21 @@ def _open_tar(path: str, what: str) -> tarfile.TarFile:
 
 
 def read_oci_archive(ref: ImageRef, plat: Platform | None = None) -> Resolved:
-    import tarfile
-
     assert ref.path is not None
     what = ref.canonical
     plat = plat or host_platform()
     stamp = _stamp(ref.path, what)
-    try:
-        with _open_tar(ref.path, what) as tar:
-            idx = _TarIndex(tar, what)
-            try:
-                index = json.loads(idx.read("index.json"))
-            except ValueError as exc:
-                raise ImageError(f"{what}: index.json is not JSON") from exc
+    with _archive(ref.path, what) as idx:
+        index = idx.read_json("index.json")
 
-            def read_blob(digest: str) -> bytes:
-                if not DIGEST_RE.match(digest):
-                    raise ImageError(f"{what}: bad digest {digest!r}")
-                return idx.read("blobs/" + digest.replace(":", "/", 1))
+        def read_blob(digest: str) -> bytes:
+            if not DIGEST_RE.match(digest):
+                raise ImageError(f"{what}: bad digest {digest!r}")
+            return idx.read("blobs/" + digest.replace(":", "/", 1))
 
-            desc = _pick_from_index(index, ref, what)
-            manifest, config = _resolve_descriptor(desc, read_blob, plat, what)
-            several = len(index.get("manifests", [])) > 1 or desc["digest"] != manifest
-    except tarfile.TarError as exc:
-        raise ImageError(f"{what}: damaged tar archive ({exc})") from exc
+        desc = _pick_from_index(index, ref, what)
+        manifest, config = _resolve_descriptor(desc, read_blob, plat, what)
+        several = len(index.get("manifests", [])) > 1 or desc["digest"] != manifest
     # apptainer cannot pick one image out of an archive (oci-archive:F:TAG fails): extract it then
     return Resolved(
         ref,
@@ -401,32 +406,23 @@ def read_oci_archive(ref: ImageRef, plat: Platform | None = None) -> Resolved:
 
 
 def read_docker_archive(ref: ImageRef) -> Resolved:
-    import tarfile
-
     assert ref.path is not None
     what = ref.canonical
     stamp = _stamp(ref.path, what)
-    try:
-        with _open_tar(ref.path, what) as tar:
-            idx = _TarIndex(tar, what)
-            try:
-                manifest = json.loads(idx.read("manifest.json"))
-            except ValueError as exc:
-                raise ImageError(f"{what}: manifest.json is not JSON") from exc
-            if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
-                raise ImageError(f"{what}: manifest.json lists no images")
-            if len(manifest) > 1:
-                tags = [t for m in manifest if isinstance(m, dict) for t in (m.get("RepoTags") or [])]
-                raise ImageError(
-                    f"{what}: holds {len(manifest)} images ({', '.join(tags) or 'untagged'}); "
-                    "save one image per archive"
-                )
-            cfg_name = manifest[0].get("Config")
-            if not isinstance(cfg_name, str):
-                raise ImageError(f"{what}: manifest.json names no Config")
-            config = digest_of(idx.read(cfg_name, 64 * 1024 * 1024), "sha256")
-    except tarfile.TarError as exc:
-        raise ImageError(f"{what}: damaged tar archive ({exc})") from exc
+    with _archive(ref.path, what) as idx:
+        manifest = idx.read_json("manifest.json")
+        if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
+            raise ImageError(f"{what}: manifest.json lists no images")
+        if len(manifest) > 1:
+            tags = [t for m in manifest if isinstance(m, dict) for t in (m.get("RepoTags") or [])]
+            raise ImageError(
+                f"{what}: holds {len(manifest)} images ({', '.join(tags) or 'untagged'}); "
+                "save one image per archive"
+            )
+        cfg_name = manifest[0].get("Config")
+        if not isinstance(cfg_name, str):
+            raise ImageError(f"{what}: manifest.json names no Config")
+        config = digest_of(idx.read(cfg_name, 64 * 1024 * 1024), "sha256")
     return Resolved(ref, config, "config", BuildSource("docker-archive", ref.path), stamp=stamp)
 
 

@@ -130,7 +130,8 @@ class RegistryHttp:
         algo = digest.split(":", 1)[0]
         if digest_of(body, algo) != digest:
             raise ImageError(f"{ref.name}: registry sent a manifest that does not match {digest}")
-        return Manifest(digest, headers.get("content-type", "").split(";")[0].strip(), _json(body, ref.name))
+        media_type = headers.get("content-type", "").split(";")[0].strip()
+        return Manifest(digest, media_type, json_object(body, ref.name, "registry answer"))
 
     # -- plumbing ---------------------------------------------------------------------------
     def _request(self, ref: ImageRef, method: str, reference: str) -> tuple[int, dict[str, str], bytes]:
@@ -229,7 +230,7 @@ class RegistryHttp:
             raise NeedsCredentials(f"{ref.name}: token service: {exc}") from exc
         if status != 200:
             raise NeedsCredentials(f"{ref.name}: token service answered HTTP {status}")
-        data = _json(body, ref.name)
+        data = json_object(body, ref.name, "registry answer")
         token = data.get("token") or data.get("access_token")
         if not isinstance(token, str) or not token:
             raise NeedsCredentials(f"{ref.name}: token service sent no token")
@@ -261,7 +262,7 @@ class Skopeo:
 
     def manifest(self, ref: ImageRef, digest: str) -> Manifest:
         out = self._inspect(ref, f"docker://{ref.name}@{digest}", ["--raw"])
-        body = _json(out.encode(), ref.name)
+        body = json_object(out.encode(), ref.name, "registry answer")
         return Manifest(digest, str(body.get("mediaType", "")), body)
 
     def _inspect(self, ref: ImageRef, target: str, extra: list[str]) -> str:
@@ -279,11 +280,12 @@ class Skopeo:
         return res.stdout
 
 
-def _json(data: bytes, what: str) -> dict[str, Any]:
+def json_object(data: bytes, what: str, subject: str) -> dict[str, Any]:
+    """``data`` as a JSON object, else ImageError ``{what}: {subject} is not JSON`` (or not an object)."""
     try:
         obj = json.loads(data)
     except ValueError as exc:
-        raise ImageError(f"{what}: registry answer is not JSON") from exc
+        raise ImageError(f"{what}: {subject} is not JSON") from exc
     if not isinstance(obj, dict):
-        raise ImageError(f"{what}: registry answer is not a JSON object")
+        raise ImageError(f"{what}: {subject} is not a JSON object")
     return obj
