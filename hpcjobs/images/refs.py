@@ -67,15 +67,11 @@ class ImageRef:
         """A normalised spelling, used in cache records (docker.io/library added, paths absolute)."""
         if self.kind == "docker":
             s = f"docker://{self.registry}/{self.repository}"
-            if self.tag is not None:
-                s += f":{self.tag}"
-            if self.digest is not None:
-                s += f"@{self.digest}"
-            return s
-        assert self.path is not None
-        if self.kind in ("sif", "def"):
-            return self.path
-        s = f"{self.kind}:{self.path}"
+        else:
+            assert self.path is not None
+            if self.kind in ("sif", "def"):
+                return self.path
+            s = f"{self.kind}:{self.path}"
         if self.tag is not None:
             s += f":{self.tag}"
         if self.digest is not None:
