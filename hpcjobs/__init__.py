@@ -5,8 +5,9 @@ Imports are lazy so that ``import hpcjobs`` and ``hpcjobs --help`` stay fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hpcjobs._lazy import lazy_attributes
 from hpcjobs._version import __version__
 
 if TYPE_CHECKING:
@@ -23,11 +24,4 @@ _LAZY = {
     "JobState": "hpcjobs.schedulers.states",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hpcjobs' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -15,9 +15,10 @@ seam); ``cache_dir`` overrides the writable cache (as does ``$HPCJOBS_IMAGE_CACH
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+from hpcjobs._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
@@ -40,12 +41,7 @@ _LAZY = {
     "parse_ref": "hpcjobs.images.refs",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hpcjobs.images' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "CacheEntry", "CacheOptions", "GcReport", "ImageCache", "ImageRef", "gc", "inspect", "list_entries",
