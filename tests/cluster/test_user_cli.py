@@ -1,0 +1,111 @@
+"""hpcjobs itself run by an ordinary user (hpctest): the site config from ~/.config, the user's own
+image cache, jobs submitted as that user, refusals before submission.
+
+The project's venv may live where the test user can't read it (a clone under /root); then the
+packages it needs are copied to a directory the user can read, run by the same base interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from clusterenv import Cluster
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+UserCli = Callable[..., subprocess.CompletedProcess[str]]
+# What hpcjobs needs at run time (dev tools such as mypy stay behind).
+RUNTIME_PACKAGES = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection",
+                    "yaml", "_yaml", "click", "pluggy", "structlog", "spython")  # fmt: skip
+
+
+def _runs_as(user: str, argv: list[str], env: dict[str, str]) -> bool:
+    r = subprocess.run(["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()], *argv],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def user_cli(cluster: Cluster) -> Iterator[UserCli]:
+    user = cluster.test_user
+    home = pwd.getpwnam(user).pw_dir
+    base_env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8",
+                "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    python, extra_path, tmp = sys.executable, "", None
+    if not _runs_as(user, [python, "-c", "import hpcjobs"], base_env):
+        tmp = tempfile.mkdtemp(prefix="hpcjobs-user-python-", dir="/tmp")
+        site_packages = Path(sysconfig.get_paths()["purelib"])
+        for entry in site_packages.iterdir():
+            if entry.name.split("-")[0].split(".")[0] in RUNTIME_PACKAGES:
+                dest = Path(tmp) / entry.name
+                (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, dest)
+        shutil.copytree(ROOT / "hpcjobs", Path(tmp) / "hpcjobs")
+        subprocess.run(["chmod", "-R", "a+rX", tmp], check=True)
+        python, extra_path = os.path.realpath(sys._base_executable), tmp  # type: ignore[attr-defined]
+        if not _runs_as(user, [python, "-c", "import hpcjobs"], {**base_env, "PYTHONPATH": extra_path}):
+            pytest.fail(f"{user} cannot run {python} with hpcjobs from {tmp}: is the interpreter under /root?")
+    config = Path(home) / ".config" / "hpcjobs"
+    config.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "site-configs" / "dev-cluster.yaml", config / "site.yaml")
+    subprocess.run(["chown", "-R", f"{user}:", str(Path(home) / ".config")], check=True)
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        env = {**base_env, **({"PYTHONPATH": extra_path} if extra_path else {})}
+        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+                python, "-m", "hpcjobs", *args]
+        return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+    yield run
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_user_submits_registry_image_through_own_cache(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
+    (job_dir / "job.yaml").write_text(f"image: {cluster.tiny_ref}\ncommand: ['as user', '$HOME']\n")
+    r = user_cli("submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["state"] == "COMPLETED"
+    out = (job_dir / f"hpcjobs-tiny-{result['job_id']}.out").read_text()
+    assert "entry: as user\nentry: $HOME\n" in out
+    owner = subprocess.run(["scontrol", "show", "job", "-o", result["job_id"]], capture_output=True, text=True)
+    assert f"UserId={cluster.test_user}(" in owner.stdout
+    listed = user_cli("images", "list", "--json", cwd=job_dir)
+    assert listed.returncode == 0, listed.stderr
+    paths = [e["path"] for e in json.loads(listed.stdout)]
+    home = pwd.getpwnam(cluster.test_user).pw_dir
+    assert any(p.startswith(f"{home}/.cache/hpcjobs/images/") for p in paths), paths
+
+
+def test_user_array_and_entrypoint_cases(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\narray: '0-1'\n"
+        "entrypoint: [/bin/sh, -c, 'echo task=$SLURM_ARRAY_TASK_ID user=$(id -un)']\n"
+    )
+    r = user_cli("submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    outs = sorted(p.read_text().strip() for p in job_dir.glob("hpcjobs-tiny-*_*.out"))
+    assert outs == [f"task=0 user={cluster.test_user}", f"task=1 user={cluster.test_user}"]
+    (job_dir / "plain.yaml").write_text(f"image: {cluster.image('tiny_sif')}\nname: plain\n")
+    r = user_cli("submit", "plain.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip().splitlines()[0]
+    assert "entry: default-cmd" in (job_dir / f"hpcjobs-plain-{job_id}.out").read_text()
+
+
+def test_user_limit_refused_before_submission(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
+    (job_dir / "job.yaml").write_text(f"image: {cluster.image('tiny_sif')}\ngpus: 3\n")
+    r = user_cli("submit", "job.yaml", cwd=job_dir)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("hpcjobs: error: ") and "max_gpus_per_node" in r.stderr and r.stderr.count("\n") == 1
