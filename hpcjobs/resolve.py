@@ -34,7 +34,30 @@ MANAGED_SBATCH = (
     "--job-name", "-J", "--partition", "-p", "--nodes", "-N", "--ntasks", "-n", "--cpus-per-task", "-c",
     "--gpus", "-G", "--gpus-per-node", "--gres", "--mem", "--time", "-t", "--array", "-a",
     "--account", "-A", "--qos", "-q", "--output", "-o", "--error", "-e",
+    "--dependency", "-d", "--kill-on-invalid-dep", "--comment",
 )  # fmt: skip
+_WHY_MANAGED = {
+    "--comment": "hpcjobs tags each submission with it, so that a retry never submits twice",
+    "--kill-on-invalid-dep": "hpcjobs sets it with every dependency",
+}
+
+
+def managed_sbatch_flag(opt: str) -> str | None:
+    """The managed option that ``opt`` sets (``--time=5``, ``-t 5``, ``-t5``), or None."""
+    word = opt.split("=", 1)[0].split(None, 1)[0] if opt.strip() else opt
+    if word in MANAGED_SBATCH:
+        return word
+    if len(word) > 2 and not word.startswith("--") and word[:2] in MANAGED_SBATCH:
+        return word[:2]  # a short option with its value glued on: -t5
+    return None
+
+
+def managed_sbatch_problem(opt: str, instead: str) -> str | None:
+    flag = managed_sbatch_flag(opt)
+    if flag is None:
+        return None
+    return f"{opt!r} sets {flag}, which {_WHY_MANAGED.get(flag, 'hpcjobs writes itself: ' + instead)}"
+
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
@@ -164,6 +187,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     qos = p.pick("qos", "qos")
     mpi: MpiKind = p.pick("mpi", "mpi.default", default="none")
     array = p.pick("array")
+    dependency = p.pick("dependency")
     cleanenv = bool(p.pick("cleanenv", "runtime.cleanenv", default=False))
     workdir = p.pick("workdir")
     provenance.update(p.provenance)
@@ -190,9 +214,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
 
     extra = tuple(spec.extra_sbatch)
     for opt in extra:
-        flag = opt.split("=", 1)[0]
-        if flag in MANAGED_SBATCH:
-            raise ConfigError(f"extra_sbatch {opt!r} sets {flag}, which hpcjobs manages: use the job field instead")
+        problem = managed_sbatch_problem(opt, "use the job field instead")
+        if problem is not None:
+            raise ConfigError(f"extra_sbatch {problem}")
         if "\n" in opt or '"' in opt:
             raise ConfigError(f"extra_sbatch {opt!r} may not contain a newline or a double quote")
 
@@ -244,6 +268,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         site=site.name,
         provenance=provenance,
         clear_bind_env=bool(site.policy.deny_bind_sources),
+        dependency=dependency,
         image_ref=spec.image,
     )
 

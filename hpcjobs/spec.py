@@ -9,6 +9,11 @@ from pydantic import Field, field_validator
 
 from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiKind, NonNegInt, PosFloat, PosInt, StrictModel
 
+# Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
+_DEPENDENCY = re.compile(
+    r"^(singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+)"
+    r"([,?](singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+))*$"
+)
 _ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?$")
 
 
@@ -38,6 +43,9 @@ class JobSpec(StrictModel):
     env: EnvMap = Field(default_factory=dict, description="Environment inside the container.")
     workdir: str | None = Field(None, description="Working directory inside the container.")
     array: str | None = Field(None, description="Slurm array, e.g. 0-9 or 1,3,5%2.")
+    dependency: str | None = Field(
+        None, description="Slurm dependency, e.g. afterok:123 (the job ends if it can never be met)."
+    )
     account: str | None = None
     qos: str | None = None
     extra_sbatch: list[str] = Field(default_factory=list, description="More sbatch options, e.g. --exclusive.")
@@ -68,6 +76,13 @@ class JobSpec(StrictModel):
     def _array(cls, value: str | None) -> str | None:
         if value is not None and not _ARRAY.match(value):
             raise ValueError(f"array {value!r} is not Slurm array syntax (e.g. 0-9, 1,3,5, 0-15:4%2)")
+        return value
+
+    @field_validator("dependency")
+    @classmethod
+    def _dependency(cls, value: str | None) -> str | None:
+        if value is not None and not _DEPENDENCY.match(value):
+            raise ValueError(f"dependency {value!r} is not Slurm dependency syntax (e.g. afterok:123, afterany:1:2)")
         return value
 
     @field_validator("extra_sbatch", "runtime_flags")

@@ -155,12 +155,12 @@ class Settings(StrictModel):
     @field_validator("sbatch")
     @classmethod
     def _sbatch(cls, value: list[str]) -> list[str]:
-        from hpcjobs.resolve import MANAGED_SBATCH
+        from hpcjobs.resolve import managed_sbatch_problem
 
         def check(opt: str) -> str | None:
-            flag = opt.split("=", 1)[0]
-            if flag in MANAGED_SBATCH:
-                return f"{opt!r} sets {flag}, which hpcjobs writes itself: use the setting instead"
+            problem = managed_sbatch_problem(opt, "use the setting instead")
+            if problem is not None:
+                return problem
             if '"' in opt:
                 return f"{opt!r} may not contain a double quote"
             return _option_problem(opt)

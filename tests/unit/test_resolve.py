@@ -213,3 +213,25 @@ def test_symlinked_bind_source_into_denied_path_refused(tmp_path) -> None:  # ty
     with pytest.raises(PolicyViolation, match="leads to '/etc'"):
         check_bind_realpaths(job, SITE.policy)
     check_bind_realpaths(r(binds=[f"{tmp_path}:/x"]), SITE.policy)
+
+
+@pytest.mark.parametrize(
+    "opt", ["--time=5", "-t 5", "-t5", "--dependency=afterok:1", "-d afterok:1", "--comment=x", "-N2"]
+)
+def test_managed_options_refused_in_any_spelling(opt: str) -> None:
+    with pytest.raises(ConfigError, match="sets -"):
+        r(extra_sbatch=[opt])
+
+
+def test_comment_refusal_says_why() -> None:
+    with pytest.raises(ConfigError, match="never submits twice"):
+        r(extra_sbatch=["--comment=mine"])
+
+
+def test_dependency_field_renders_with_kill_on_invalid_dep() -> None:
+    script = render(r(dependency="afterok:12:13,afterany:14"))
+    assert "#SBATCH --dependency=afterok:12:13,afterany:14\n#SBATCH --kill-on-invalid-dep=yes\n" in script
+    assert r({"dependency": "singleton"}).dependency == "singleton"
+    for bad in ["afterok", "afterok:1 ; rm", "after-ok:1", "afterok:$(id)"]:
+        with pytest.raises(ValueError):
+            r(dependency=bad)
