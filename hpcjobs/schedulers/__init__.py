@@ -11,6 +11,7 @@ import importlib.util
 import os
 
 from hpcjobs.errors import BackendUnavailable, ConfigError, HpcjobsError
+from hpcjobs.log import get_logger
 from hpcjobs.runner import Runner
 from hpcjobs.schedulers.base import JobStatus, Scheduler
 from hpcjobs.schedulers.slurm_cli import SlurmCli
@@ -68,7 +69,8 @@ def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Sc
     variable; a forced but unusable pyslurm raises BackendUnavailable saying why. A missing
     or broken pyslurm never breaks the automatic choice.
     """
-    kind, _ = _choose(runner, prefer)
+    kind, why = _choose(runner, prefer)
+    get_logger("hpcjobs.schedulers").info("scheduler.backend", backend=kind, why=why)
     if kind == "pyslurm":
         from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend
 
