@@ -136,3 +136,13 @@ def test_cli_refuses_symlink_into_denied_bind_source(cluster: Cluster, job_dir: 
     r = cli("submit", "job.yaml", cwd=job_dir)
     assert r.returncode == 2 and "leads to '/etc/munge'" in r.stderr and r.stderr.count("\n") == 1
     assert not slurm_knows_name(name)
+
+
+def test_job_name_and_output_path_with_spaces_and_hash(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "out dir").mkdir()
+    job = ContainerJob(image=cluster.image("tiny_sif"), name="my job #1", output="out dir/res %j.out", command=["x"])
+    handle = job.submit(SITE, cwd=job_dir)
+    assert handle.wait(poll_s=0.2, timeout_s=120).state is JobState.COMPLETED
+    assert (job_dir / "out dir" / f"res {handle.job_id}.out").read_text().startswith("entry-argc: 1")
+    shown = subprocess.run(["scontrol", "show", "job", handle.job_id], capture_output=True, text=True).stdout
+    assert "JobName=my job #1" in shown
