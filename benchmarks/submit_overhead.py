@@ -45,8 +45,9 @@ def main() -> None:
         ]
         scripts = [render(resolve(j, site)) for j in jobs]
         # warm-up, untimed: one-time imports and the first sbatch belong to neither side
-        subprocess.run(["sbatch", "--parsable", "--hold"], input=scripts[0], capture_output=True, text=True,
-                       cwd=work, check=True)
+        warm = subprocess.run(["sbatch", "--parsable", "--hold"], input=scripts[0], capture_output=True,
+                              text=True, cwd=work, check=True)
+        ids.append(warm.stdout.strip().split(";")[0])
         ids.append(jobs[0].submit(site, scheduler=sched, cwd=work).job_id)
 
         t0 = time.perf_counter()

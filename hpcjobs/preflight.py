@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from hpcjobs.config.site import Policy
 from hpcjobs.errors import BindError, PolicyViolation
-from hpcjobs.resolve import ResolvedJob
+from hpcjobs.resolve import CLI, JOB, ResolvedJob
 
 
 def check_bind_sources(job: ResolvedJob, exists: Callable[[str], bool] = os.path.exists) -> None:
@@ -22,11 +22,12 @@ def check_bind_sources(job: ResolvedJob, exists: Callable[[str], bool] = os.path
 def check_bind_realpaths(
     job: ResolvedJob, policy: Policy, realpath: Callable[[str], str] = os.path.realpath
 ) -> None:
-    """resolve() checks bind sources as written; this sees through symlinks (``/tmp/k -> /etc/munge``)."""
+    """resolve() checks the job's bind sources as written; this sees through symlinks
+    (``/tmp/k -> /etc/munge``). Binds from the site config itself are the admin's choice."""
     if not policy.deny_bind_sources:
         return
     for b in job.binds:
-        if b.src in job.unchecked_bind_sources:
+        if b.src in job.unchecked_bind_sources or job.provenance.get(f"bind:{b.dst}") not in (CLI, JOB):
             continue
         real = realpath(b.src)
         denied = policy.denied_bind_source(real)

@@ -37,8 +37,8 @@ MANAGED_SBATCH = (
     "--dependency", "-d", "--kill-on-invalid-dep", "--comment",
 )  # fmt: skip
 _WHY_MANAGED = {
-    "--comment": "hpcjobs tags each submission with it, so that a retry never submits twice",
-    "--kill-on-invalid-dep": "hpcjobs sets it with every dependency",
+    "--comment": "hpcjobs sets itself: it tags each submission so that a retry never submits twice",
+    "--kill-on-invalid-dep": "hpcjobs sets itself with every dependency",
 }
 
 

@@ -60,7 +60,12 @@ class ImageCache:
         return self.resolver.resolve(parsed)
 
     def lookup(self, res: Resolved) -> CacheEntry | None:
-        return self.store.find(res.key)
+        """The cached entry for ``res`` (a hit is recorded and logged), or None."""
+        entry = self.store.find(res.key)
+        if entry is not None:
+            self._event("hit", ref=res.ref.canonical, digest=res.key, path=entry.path, layer=entry.layer)
+            self.store.record_ref(res.ref.canonical, res.key, res.manifest)
+        return entry
 
     def in_place(self, ref: ImageRef) -> CacheEntry:
         st = stat_sif(ref)
@@ -88,10 +93,8 @@ class ImageCache:
 
     def pull_resolved(self, res: Resolved) -> CacheEntry:
         ref = res.ref.canonical
-        entry = self.store.find(res.key)
+        entry = self.lookup(res)
         if entry is not None:
-            self._event("hit", ref=ref, digest=res.key, path=entry.path, layer=entry.layer)
-            self.store.record_ref(ref, res.key, res.manifest)
             return entry
         self._event("miss", ref=ref, digest=res.key)
 

@@ -42,6 +42,7 @@ def prepare(cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Su
     res = cache.resolve(parse_ref(ref_text))
     entry = cache.lookup(res)
     if entry is None and site.images.convert_on == "slurm":
+        _check_dependency_extendable(job.dependency)  # before a conversion job exists, not after
         job_id = _conversion_job(cache, res, site, scheduler)
         path = str(cache.planned_path(res))
         cache.store.add_lease(res.key, cache.opts.job_lease_s, note=f"job {job.name}, conversion job {job_id}")
@@ -59,12 +60,17 @@ def prepare(cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Su
     return replace(job, image=entry.path, image_ref=ref_text, image_digest=res.key)
 
 
+def _check_dependency_extendable(old: str | None) -> None:
+    if old and "?" in old:
+        raise ImageError(
+            f"cannot add the image conversion job to the dependency {old!r} (it uses '?', any-of): "
+            "convert the image first (hpcjobs images pull) or use an all-of dependency"
+        )
+
+
 def _add_dependency(old: str | None, new: str) -> str:
-    if not old:
-        return new
-    if "?" in old:
-        raise ImageError(f"cannot add {new} to the dependency {old!r} (it uses '?', any-of)")
-    return f"{old},{new}"
+    _check_dependency_extendable(old)
+    return f"{old},{new}" if old else new
 
 
 def conversion_script(

@@ -538,3 +538,14 @@ def test_inspect_labels_through_the_runner(tmp_path: Path, image: dict[str, Any]
     info = c.inspect(image["docker"], use_spython=False)
     assert info["cached"] and info["labels"] == {"org.opencontainers.image.title": "tiny"}
     assert info["digest"] == image["img"].config and info["kind"] == "docker-archive"
+
+
+def test_any_of_dependency_refused_before_a_conversion_job_is_submitted(
+    tmp_path: Path, image: dict[str, Any]
+) -> None:
+    s = site("slurm")
+    job = resolve(JobSpec(image=image["oci"] + ":1", dependency="afterok:1?afterok:2"), s)
+    runner, sched = FakeRunner(), FakeScheduler()
+    with pytest.raises(ImageError, match="any-of"):
+        images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
+    assert sched.scripts == []

@@ -213,6 +213,19 @@ def test_symlinked_bind_source_into_denied_path_refused(tmp_path) -> None:  # ty
     with pytest.raises(PolicyViolation, match="leads to '/etc'"):
         check_bind_realpaths(job, SITE.policy)
     check_bind_realpaths(r(binds=[f"{tmp_path}:/x"]), SITE.policy)
+    with pytest.raises(PolicyViolation):  # through a --set override too
+        check_bind_realpaths(r({"binds": [f"{link}:/y"]}), SITE.policy)
+
+
+def test_site_own_binds_are_not_checked_against_its_deny_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hpcjobs.preflight import check_bind_realpaths
+
+    (tmp_path / "secret" / "sub").mkdir(parents=True)
+    site = load_site_text(
+        f"name: s\ndefault_partition: cpu\ndefaults: {{binds: ['{tmp_path}/secret/sub:/sub']}}\n"
+        f"partitions: {{cpu: {{}}}}\npolicy: {{deny_bind_sources: ['{tmp_path}/secret']}}\n"
+    )
+    check_bind_realpaths(resolve(JobSpec(image="/i/x.sif"), site), site.policy)
 
 
 @pytest.mark.parametrize(
