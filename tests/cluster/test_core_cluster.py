@@ -208,3 +208,20 @@ def test_deny_policy_drops_binds_from_the_login_environment(cluster: Cluster, jo
     strict = render(resolve(spec, SITE))
     state, _, out = run_job(strict, job_dir, env=env)
     assert state == "COMPLETED" and "NOT-BOUND" in out.split()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=hostile_args, value=hostile_text)
+def test_property_through_slurm_and_apptainer(cluster: Cluster, job_dir: Path, args: list[str], value: str) -> None:
+    """A few generated hostile jobs all the way: render → sbatch → Slurm → apptainer → program."""
+    assume(not any(bad in value for bad in UNCARRIABLE_ENV))
+    script = script_for(
+        image=cluster.image("tiny_sif"),
+        entrypoint=["/bin/sh", "-c", ARGV_DUMP[2] + "; " + ENV_DUMP, "dump"],
+        command=args,
+        env={"HOSTILE": value},
+    )
+    state, code, out = run_job(script, job_dir)
+    assert (state, code) == ("COMPLETED", 0), out
+    assert decoded(out, "ARG:") == args
+    assert decoded(out, "ENV:") == [value]
