@@ -62,7 +62,14 @@ class ContainerJob(JobSpec):
         runner: Runner | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> Job:
-        return submit(self, site, overrides, scheduler=scheduler, runner=runner, cwd=cwd)
+        """resolve → host checks → image preparation → render → submit (the only I/O step)."""
+        from hpcjobs.render import render
+        from hpcjobs.schedulers import get_scheduler
+
+        sched = scheduler or get_scheduler(runner)
+        job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched)
+        job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
+        return Job(job_id, sched)
 
 
 def prepare(
@@ -82,24 +89,6 @@ def prepare(
     check_bind_sources(job)
     check_bind_realpaths(job, site.policy)
     return prepare_job(job, site, runner=runner, scheduler=scheduler)
-
-
-def submit(
-    spec: JobSpec,
-    site: SiteConfig | str | os.PathLike[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    scheduler: Scheduler | None = None,
-    runner: Runner | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-) -> Job:
-    from hpcjobs.render import render
-    from hpcjobs.schedulers import get_scheduler
-
-    sched = scheduler or get_scheduler(runner)
-    job = prepare(spec, load_site_arg(site), overrides, runner=runner, scheduler=sched)
-    job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
-    return Job(job_id, sched)
 
 
 @dataclass

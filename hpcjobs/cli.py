@@ -139,10 +139,9 @@ def submit(
     poll_s: float,
 ) -> None:
     """Submit JOB_FILE; print the job id."""
-    from hpcjobs.api import submit as submit_job
     from hpcjobs.jobfile import load_job_file
 
-    job = submit_job(load_job_file(job_file), _site_path(ctx, site_path), parse_sets(sets))
+    job = load_job_file(job_file).submit(_site_path(ctx, site_path), parse_sets(sets))
     if not wait_:
         click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
         return

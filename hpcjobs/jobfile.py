@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcjobs.config.loader import load_yaml_mapping, validate_model
 from hpcjobs.errors import ConfigError
-from hpcjobs.spec import JobSpec
+
+if TYPE_CHECKING:
+    from hpcjobs.api import ContainerJob
 
 
-def load_job_file(path: str | Path) -> JobSpec:
+def load_job_file(path: str | Path) -> ContainerJob:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -18,7 +21,7 @@ def load_job_file(path: str | Path) -> JobSpec:
     return load_job_text(text, str(p))
 
 
-def load_job_text(text: str, source: str = "<job>") -> JobSpec:
+def load_job_text(text: str, source: str = "<job>") -> ContainerJob:
     from hpcjobs.api import ContainerJob
 
     return validate_model(ContainerJob, load_yaml_mapping(text, source), source)

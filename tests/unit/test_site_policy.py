@@ -180,13 +180,13 @@ def test_policy_itself_is_validated() -> None:
 
 def test_refused_before_anything_runs() -> None:
     """Refusals happen before submission: the runner fails the test if anything is run."""
-    from hpcjobs.api import submit
+    from hpcjobs import ContainerJob
 
     no_processes = RecordingRunner(answer=unexpected)
     with pytest.raises(PolicyViolation):
-        submit(job(binds=["/etc/munge:/m"]), DENY, runner=no_processes)
+        ContainerJob(image="/images/tool.sif", binds=["/etc/munge:/m"]).submit(DENY, runner=no_processes)
     with pytest.raises(PolicyViolation):
-        submit(job(), REQUIRE, runner=no_processes)
+        ContainerJob(image="/images/tool.sif").submit(REQUIRE, runner=no_processes)
     assert no_processes.calls == []
 
 
