@@ -108,16 +108,33 @@ def main_group(ctx: click.Context, site_path: str | None, verbose: int) -> None:
 @_site_option
 @_set_option
 @click.option("--explain", is_flag=True, help="Annotate every directive and flag with where it came from.")
+@click.option(
+    "--image-as-written",
+    is_flag=True,
+    help="Keep an OCI image reference as written instead of naming its digest-pinned SIF.",
+)
 @click.pass_context
-def render(ctx: click.Context, job_file: str, site_path: str | None, sets: tuple[str, ...], explain: bool) -> None:
-    """Print the sbatch script for JOB_FILE (nothing is converted or submitted)."""
+def render(
+    ctx: click.Context, job_file: str, site_path: str | None, sets: tuple[str, ...], explain: bool,
+    image_as_written: bool,
+) -> None:
+    """Print the sbatch script for JOB_FILE. Nothing is converted or submitted: an OCI image's digest
+    is looked up, and the script names the SIF that submit would use."""
     from hpcjobs.api import load_site_arg
+    from hpcjobs.errors import ImageError
     from hpcjobs.jobfile import load_job_file
     from hpcjobs.render import render as render_script
     from hpcjobs.resolve import resolve
 
-    spec = load_job_file(job_file)
-    job = resolve(spec, load_site_arg(_site_path(ctx, site_path)), parse_sets(sets))
+    site = load_site_arg(_site_path(ctx, site_path))
+    job = resolve(load_job_file(job_file), site, parse_sets(sets))
+    if not image_as_written:
+        from hpcjobs.images import pin_job
+
+        try:
+            job = pin_job(job, site)
+        except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
+            click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
     click.echo(render_script(job, explain=explain), nl=False)
 
 

@@ -45,7 +45,7 @@ __getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "CacheEntry", "CacheOptions", "GcReport", "ImageCache", "ImageRef", "gc", "inspect", "list_entries",
-    "open_cache", "parse_ref", "prepare_job", "pull",
+    "open_cache", "parse_ref", "pin_job", "prepare_job", "pull",
 ]  # fmt: skip
 
 
@@ -144,3 +144,17 @@ def prepare_job(
 
     cache = open_cache(site, runner=runner, cache_dir=cache_dir)
     return prepare(cache, job, site, scheduler)
+
+
+def pin_job(
+    job: ResolvedJob, site: SiteConfig, runner: Runner | None = None, *, cache_dir: str | None = None
+) -> ResolvedJob:
+    """Like :func:`prepare_job` without side effects: ``job`` naming the digest-pinned SIF it would
+    run (cached, or where the conversion will put it). For ``hpcjobs render``."""
+    from hpcjobs.images.refs import parse_ref
+
+    if parse_ref(job.image_ref or job.image).kind == "sif":
+        return job
+    from hpcjobs.images.jobs import pin
+
+    return pin(open_cache(site, runner=runner, cache_dir=cache_dir), job)

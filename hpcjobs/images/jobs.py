@@ -60,6 +60,16 @@ def prepare(cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Su
     return replace(job, image=entry.path, image_ref=ref_text, image_digest=res.key)
 
 
+def pin(cache: ImageCache, job: ResolvedJob) -> ResolvedJob:
+    """``job`` naming the digest-pinned SIF it would run: the cached file, or the path a conversion
+    will publish. Resolves the digest only: nothing is converted, locked, leased or submitted."""
+    ref_text = job.image_ref or job.image
+    res = cache.resolve(parse_ref(ref_text))
+    entry = cache.store.find(res.key)
+    path = entry.path if entry is not None else str(cache.planned_path(res))
+    return replace(job, image=path, image_ref=ref_text, image_digest=res.key)
+
+
 def _check_dependency_extendable(old: str | None) -> None:
     if old and "?" in old:
         raise ImageError(

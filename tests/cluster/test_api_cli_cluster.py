@@ -146,3 +146,18 @@ def test_job_name_and_output_path_with_spaces_and_hash(cluster: Cluster, job_dir
     assert (job_dir / "out dir" / f"res {handle.job_id}.out").read_text().startswith("entry-argc: 1")
     shown = subprocess.run(["scontrol", "show", "job", handle.job_id], capture_output=True, text=True).stdout
     assert "JobName=my job #1" in shown
+
+
+def test_cli_render_shows_the_script_submit_sends(cluster: Cluster, job_dir: Path) -> None:
+    (job_dir / "job.yaml").write_text(f"image: {cluster.tiny_ref}\ncommand: [same]\n")
+    rendered = cli("render", "job.yaml", cwd=job_dir)
+    assert rendered.returncode == 0, rendered.stderr
+    assert f"# image: {cluster.tiny_ref}\n# image digest: sha256:" in rendered.stdout
+    r = cli("submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip().splitlines()[0]
+    sent = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True, text=True)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.splitlines()[-1] == rendered.stdout.splitlines()[-1]  # the same pinned SIF, same argv
+    as_written = cli("render", "job.yaml", "--image-as-written", cwd=job_dir).stdout
+    assert as_written.splitlines()[-1].endswith(f"{cluster.tiny_ref} same")

@@ -549,3 +549,18 @@ def test_any_of_dependency_refused_before_a_conversion_job_is_submitted(
     with pytest.raises(ImageError, match="any-of"):
         images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
     assert sched.scripts == []
+
+
+def test_pin_job_names_the_sif_submit_would_use_without_converting(tmp_path: Path, image: dict[str, Any]) -> None:
+    s = site("slurm")
+    job = resolve(JobSpec(image=image["oci"] + ":1"), s)
+    runner, sched = FakeRunner(), FakeScheduler()
+    pinned = images.pin_job(job, s, runner=runner, cache_dir=str(tmp_path / "cache"))
+    assert runner.builds() == [] and sched.scripts == []
+    assert pinned.image_digest == image["img"].config and pinned.dependency is None
+    prepared = images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))
+    assert prepared.image == pinned.image  # the planned path is where the conversion job publishes
+    sif = tmp_path / "x.sif"
+    sif.write_bytes(b"")
+    local = resolve(JobSpec(image=str(sif)), s)
+    assert images.pin_job(local, s, runner=runner, cache_dir=str(tmp_path / "cache")) is local
