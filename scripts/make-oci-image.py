@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ENTRYPOINT = ["/bin/sh", "/usr/local/bin/entry.sh"]
@@ -143,6 +144,104 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class OciImage:
+    diff_id: str
+    config_digest: str
+    config_bytes: bytes
+    manifest_digest: str
+    index_bytes: bytes
+    oci_layout: bytes
+    blobs: dict[str, bytes]
+
+
+def oci_image(layer: bytes, config: dict[str, object], tag: str, *, gzip_level: int) -> OciImage:
+    """Config, manifest and index for a single-layer image; blobs by digest."""
+    layer_gz = gzip.compress(layer, compresslevel=gzip_level, mtime=0)
+    diff_id = "sha256:" + sha256(layer)
+    layer_digest = "sha256:" + sha256(layer_gz)
+    config_bytes = canonical_json({
+        "architecture": go_arch(),
+        "os": "linux",
+        "created": CREATED,
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": CREATED, "created_by": "scripts/make-oci-image.py"}],
+    })
+    config_digest = "sha256:" + sha256(config_bytes)
+    manifest_bytes = canonical_json({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "config": {"mediaType": MT_OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+        "layers": [{"mediaType": MT_OCI_LAYER_GZ, "digest": layer_digest, "size": len(layer_gz)}],
+    })
+    manifest_digest = "sha256:" + sha256(manifest_bytes)
+    index_bytes = canonical_json({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_INDEX,
+        "manifests": [{
+            "mediaType": MT_OCI_MANIFEST,
+            "digest": manifest_digest,
+            "size": len(manifest_bytes),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    })
+    return OciImage(diff_id, config_digest, config_bytes, manifest_digest, index_bytes,
+                    canonical_json({"imageLayoutVersion": "1.0.0"}),
+                    {manifest_digest: manifest_bytes, config_digest: config_bytes, layer_digest: layer_gz})
+
+
+def write_layout_dir(img: OciImage, out: Path, name: str) -> Path:
+    """OUT/NAME as an OCI image layout directory, built aside and swapped in."""
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+    (tmpdir / "blobs" / "sha256").mkdir(parents=True)
+    (tmpdir / "oci-layout").write_bytes(img.oci_layout)
+    (tmpdir / "index.json").write_bytes(img.index_bytes)
+    for digest, data in img.blobs.items():
+        (tmpdir / "blobs" / "sha256" / digest.split(":", 1)[1]).write_bytes(data)
+    for root, _dirs, files in os.walk(tmpdir):
+        os.chmod(root, 0o755)  # noqa: S103 (images must be readable by the unprivileged test user)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    final = out / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmpdir, final)
+    return final
+
+
+def rootfs_layer(rootfs: Path) -> bytes:
+    """A deterministic tar of a root filesystem: sorted, owned by root, mtime 0, hard links kept."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
+        def reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            return info
+
+        paths = sorted(p for p in rootfs.rglob("*"))
+        for path in paths:
+            tar.add(path, arcname=str(path.relative_to(rootfs)), recursive=False, filter=reset)
+    return buf.getvalue()
+
+
+def main_rootfs(rootfs: Path, out: Path, name: str, tag: str) -> int:
+    """OUT/NAME-oci (OCI layout) and OUT/NAME.json from a root filesystem directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    img = oci_image(rootfs_layer(rootfs), {
+        "Env": ["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"],
+        "Cmd": ["/bin/bash"],
+        "Labels": {"org.opencontainers.image.title": f"hpcjobs {name} test image"},
+    }, tag, gzip_level=1)
+    final = write_layout_dir(img, out, f"{name}-oci")
+    meta = {"manifest_digest": img.manifest_digest, "config_digest": img.config_digest, "tag": tag}
+    write_atomic(out / f"{name}.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    print(f"wrote {final} (manifest {img.manifest_digest})")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--busybox", default=shutil.which("busybox") or "/bin/busybox",
@@ -150,7 +249,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--repo", default="test/tiny", help="repository name recorded in the archives")
     ap.add_argument("--tag", default="1", help="tag recorded in the archives")
+    ap.add_argument("--rootfs", help="instead: write OUT/NAME-oci from this root filesystem directory")
+    ap.add_argument("--name", default="mpi", help="with --rootfs: the image's file name")
     args = ap.parse_args(argv)
+    if args.rootfs:
+        return main_rootfs(Path(args.rootfs), Path(args.out), args.name, args.tag)
 
     busybox = Path(args.busybox)
     if not busybox.is_file():
@@ -159,64 +262,19 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     layer = build_layer(busybox)
-    layer_gz = gzip.compress(layer, compresslevel=6, mtime=0)
-    diff_id = "sha256:" + sha256(layer)
-    layer_digest = "sha256:" + sha256(layer_gz)
-
-    env_list = [f"{k}={v}" for k, v in ENV.items()]
-    config = {
-        "architecture": go_arch(),
-        "os": "linux",
-        "created": CREATED,
-        "config": {
-            "Entrypoint": ENTRYPOINT,
-            "Cmd": CMD,
-            "Env": env_list,
-            "WorkingDir": WORKDIR,
-            "Labels": {"org.opencontainers.image.title": "hpcjobs tiny test image"},
-        },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": CREATED, "created_by": "scripts/make-oci-image.py"}],
-    }
-    config_bytes = canonical_json(config)
-    config_digest = "sha256:" + sha256(config_bytes)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_MANIFEST,
-        "config": {"mediaType": MT_OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-        "layers": [{"mediaType": MT_OCI_LAYER_GZ, "digest": layer_digest, "size": len(layer_gz)}],
-    }
-    manifest_bytes = canonical_json(manifest)
-    manifest_digest = "sha256:" + sha256(manifest_bytes)
-    index = {
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_INDEX,
-        "manifests": [{
-            "mediaType": MT_OCI_MANIFEST,
-            "digest": manifest_digest,
-            "size": len(manifest_bytes),
-            "annotations": {"org.opencontainers.image.ref.name": args.tag},
-        }],
-    }
-    index_bytes = canonical_json(index)
-    oci_layout = canonical_json({"imageLayoutVersion": "1.0.0"})
-    blobs = {manifest_digest: manifest_bytes, config_digest: config_bytes, layer_digest: layer_gz}
+    img = oci_image(layer, {
+        "Entrypoint": ENTRYPOINT,
+        "Cmd": CMD,
+        "Env": [f"{k}={v}" for k, v in ENV.items()],
+        "WorkingDir": WORKDIR,
+        "Labels": {"org.opencontainers.image.title": "hpcjobs tiny test image"},
+    }, args.tag, gzip_level=6)
+    diff_id, config_digest, config_bytes, manifest_digest = (
+        img.diff_id, img.config_digest, img.config_bytes, img.manifest_digest)
+    oci_layout, index_bytes, blobs = img.oci_layout, img.index_bytes, img.blobs
 
     # 1. OCI layout directory (built aside, then swapped in)
-    tmpdir = Path(tempfile.mkdtemp(prefix=".tiny-oci.", dir=out))
-    (tmpdir / "blobs" / "sha256").mkdir(parents=True)
-    (tmpdir / "oci-layout").write_bytes(oci_layout)
-    (tmpdir / "index.json").write_bytes(index_bytes)
-    for digest, data in blobs.items():
-        (tmpdir / "blobs" / "sha256" / digest.split(":", 1)[1]).write_bytes(data)
-    for root, _dirs, files in os.walk(tmpdir):
-        os.chmod(root, 0o755)  # noqa: S103 (images must be readable by the unprivileged test user)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o644)
-    final = out / "tiny-oci"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmpdir, final)
+    final = write_layout_dir(img, out, "tiny-oci")
 
     # 2. oci-archive: the same layout as a tar, WITH directory entries blobs/ and blobs/sha256/
     t = TarWriter()

@@ -161,3 +161,20 @@ def test_cli_render_shows_the_script_submit_sends(cluster: Cluster, job_dir: Pat
     assert sent.stdout.splitlines()[-1] == rendered.stdout.splitlines()[-1]  # the same pinned SIF, same argv
     as_written = cli("render", "job.yaml", "--image-as-written", cwd=job_dir).stdout
     assert as_written.splitlines()[-1].endswith(f"{cluster.tiny_ref} same")
+
+
+def test_cli_mpi_job_from_the_registry_image(cluster: Cluster, job_dir: Path) -> None:
+    """docker:// MPI image → digest → SIF conversion in a fresh cache → srun --mpi=pmix, 2 ranks."""
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster['mpi_ref']}\nntasks: 2\nentrypoint: [{cluster['mpi_hello']}]\n"
+    )
+    env = {"HPCJOBS_IMAGE_CACHE": str(job_dir / "cache"),
+           "HPCJOBS_MKSQUASHFS_ARGS": "-comp gzip -Xcompression-level 1"}
+    r = cli("-v", "submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "event='image.convert'" in r.stderr and "event='image.publish'" in r.stderr
+    job_id = r.stdout.strip().splitlines()[0]
+    out = (job_dir / f"hpcjobs-mpi-{job_id}.out").read_text()
+    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("rank ")) == ["0", "1"], out
+    script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"], capture_output=True, text=True).stdout
+    assert f"# image: {cluster['mpi_ref']}" in script and f"{job_dir}/cache/sif/sha256-" in script.splitlines()[-1]
