@@ -274,7 +274,7 @@ def _norm(path: str) -> str:
 class SiteConfig(StrictModel):
     """A site config: site-wide defaults, partition profiles, image cache, policy and plugin settings."""
 
-    name: str = Field(description="Short site name, shown in scripts and messages.")
+    name: str = Field(description="Short site name, shown in scripts and messages.", min_length=1)
     default_partition: str = Field(description="Partition used when a job names none.")
     gpu_partition: str | None = Field(
         None, description="Partition for GPU jobs that name none (else default_partition)."
@@ -288,6 +288,13 @@ class SiteConfig(StrictModel):
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Settings for plugins, one section per plugin."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("may not contain control characters (it is written into job scripts)")
+        return value
 
     @model_validator(mode="after")
     def _check_partitions(self) -> SiteConfig:

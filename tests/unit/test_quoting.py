@@ -121,3 +121,10 @@ def test_sh_quote_examples() -> None:
     assert sh_quote("plain") == "plain"
     assert sh_quote("a b") == "'a b'"
     assert sh_quote("it's") == "'it'\"'\"'s'"
+
+
+def test_comment_lines_cannot_be_escaped_from(stub: Path) -> None:
+    """Text written into # comments (site name, image reference) can't end the comment with a newline."""
+    site = load_site_text(_site(stub)).model_copy(update={"name": "x\necho PWNED"})
+    script = render(resolve(JobSpec(image="/img/x\necho PWNED2.sif"), site))
+    assert not [line for line in script.splitlines() if line.startswith("echo PWNED")]
