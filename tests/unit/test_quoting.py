@@ -59,7 +59,7 @@ def _run_script(script: str, tmp: Path) -> dict[str, object]:
     if out.exists():
         out.unlink()
     env = {"PATH": os.environ["PATH"], "ARGV_OUT": str(out)}
-    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, cwd=tmp)
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
 
@@ -123,8 +123,11 @@ def test_sh_quote_examples() -> None:
     assert sh_quote("it's") == "'it'\"'\"'s'"
 
 
-def test_comment_lines_cannot_be_escaped_from(stub: Path) -> None:
+def test_comment_lines_cannot_be_escaped_from(stub: Path, tmp_path: Path) -> None:
     """Text written into # comments (site name, image reference) can't end the comment with a newline."""
-    site = load_site_text(_site(stub)).model_copy(update={"name": "x\necho PWNED"})
-    script = render(resolve(JobSpec(image="/img/x\necho PWNED2.sif"), site))
-    assert not [line for line in script.splitlines() if line.startswith("echo PWNED")]
+    site = load_site_text(_site(stub)).model_copy(update={"name": "x\ntouch PWNED"})
+    image = "/img/x\ntouch PWNED2.sif"
+    script = render(resolve(JobSpec(image=image), site))
+    got = _run_script(script, tmp_path)  # runs in tmp_path
+    assert not list(tmp_path.glob("PWNED*"))
+    assert got["argv"] == ["run", "--no-eval", image]
