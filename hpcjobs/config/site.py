@@ -105,6 +105,14 @@ class GpuSettings(StrictModel):
     )
     type: str | None = Field(None, description="GPU type for the request, e.g. a100.")
 
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str | None) -> str | None:
+        # written into an #SBATCH line as gpu:TYPE:N
+        if value is not None and not re.match(r"^[A-Za-z0-9_.+-]+$", value):
+            raise ValueError(f"GPU type {value!r} may only contain letters, digits and . _ + -")
+        return value
+
 
 class RuntimeSettings(StrictModel):
     """The container runtime and the flags every container gets."""
