@@ -65,7 +65,7 @@ def pin(cache: ImageCache, job: ResolvedJob) -> ResolvedJob:
     will publish. Resolves the digest only: nothing is converted, locked, leased or submitted."""
     ref_text = job.image_ref or job.image
     res = cache.resolve(parse_ref(ref_text))
-    entry = cache.store.find(res.key)
+    entry = cache.store.find(res.key, touch=False)  # looking is not using: gc's LRU order stays
     path = entry.path if entry is not None else str(cache.planned_path(res))
     return replace(job, image=path, image_ref=ref_text, image_digest=res.key)
 

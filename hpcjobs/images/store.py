@@ -35,7 +35,7 @@ import shutil
 import socket
 import stat
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,7 +205,8 @@ class ImageStore:
         # record the use, then look again: gc re-checks uses after renaming an entry away, so either
         # gc sees this use and puts the entry back, or we see it gone and convert again
         self.touch(key)
-        return self._entry(self.layer, stem, key, "hit")
+        entry = self._entry(self.layer, stem, key, "hit")
+        return None if entry is None else replace(entry, last_used=self.last_used(stem))
 
     def _entry(self, layer: Layer, stem: str, key: str, origin: Origin) -> CacheEntry | None:
         try:

@@ -106,6 +106,7 @@ def test_pull_converts_once_then_hits(tmp_path: Path, image: dict[str, Any], cap
     for ref in (image["archive"], image["oci"], image["oci"] + ":1", image["docker"]):
         e = c.pull(ref)
         assert (e.path, e.origin) == (first.path, "hit")
+        assert e.last_used is not None and e.last_used >= first.created  # the use is recorded and reported
         assert events(caplog) == ["image.resolve", "image.hit"]
     assert count(tmp_path / "count") == 1
     listed = images.list_entries(cache_dir=str(tmp_path / "cache"))
