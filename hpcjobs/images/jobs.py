@@ -93,7 +93,7 @@ def conversion_script(
     log_dir: str | None = None,
 ) -> str:
     """The batch script of a conversion job (quoted by render's one quoting function)."""
-    from hpcjobs.render import directive_value, sh_join
+    from hpcjobs.render import comment_text, directive_value, sh_join
 
     source = res.ref.canonical
     if res.ref.kind == "docker" and res.manifest:
@@ -111,7 +111,7 @@ def conversion_script(
     ]
     lines = [
         "#!/bin/bash",
-        f"# hpcjobs image conversion: {_comment(res.ref.canonical)}",
+        f"# hpcjobs image conversion: {comment_text(res.ref.canonical)}",
         f"# digest: {res.key}",
         f"#SBATCH --job-name=hpcjobs-convert-{res.key.split(':', 1)[1][:12]}",
     ]
@@ -126,10 +126,6 @@ def conversion_script(
         "exec " + sh_join(argv),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _comment(text: str) -> str:
-    return text.replace("\n", "\\n")
 
 
 def _conversion_job(cache: ImageCache, res: Resolved, site: SiteConfig, scheduler: Submitter | None) -> str:
