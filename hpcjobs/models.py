@@ -19,6 +19,8 @@ PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# names written into #SBATCH lines as they are (partition, account, QoS, GPU type)
+SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 """What an environment variable name may be (letters, digits and _, not first a digit)."""
 
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from hpcjobs.config.loader import describe_errors
 from hpcjobs.config.site import Partition, Policy, SiteConfig
 from hpcjobs.errors import BindError, ConfigError, LimitExceeded, PolicyViolation
-from hpcjobs.models import Bind, GpuFlag, GpuRequest, MpiKind
+from hpcjobs.models import SLURM_NAME, Bind, GpuFlag, GpuRequest, MpiKind
 from hpcjobs.spec import JobSpec
 
 Mode = Literal["run", "exec"]
@@ -59,7 +59,6 @@ def managed_sbatch_problem(opt: str, instead: str) -> str | None:
     return f"{opt!r} sets {flag}, which {_WHY_MANAGED.get(flag, 'hpcjobs writes itself: ' + instead)}"
 
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 @dataclass(frozen=True)
@@ -200,7 +199,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         raise PolicyViolation(f"site {site.name!r} requires a QoS: set qos in the job or --set qos=…")
 
     for label, value in (("partition", partition), ("account", account), ("qos", qos)):
-        if value is not None and not _SAFE_NAME.match(value):
+        if value is not None and not SLURM_NAME.match(value):
             raise ConfigError(f"{label} {value!r} may only contain letters, digits and . _ + -")
     name = spec.name or _name_from_image(spec.image)
     provenance["name"] = JOB if spec.name else "derived from image"

@@ -15,6 +15,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hpcjobs.models import (
     ENV_NAME,
+    SLURM_NAME,
     Bind,
     EnvMap,
     GpuFlag,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 
-_PARTITION_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 def _check_each(items: Iterable[tuple[str | int, Any]], check: Callable[[Any], str | None]) -> None:
@@ -109,7 +109,7 @@ class GpuSettings(StrictModel):
     @classmethod
     def _type(cls, value: str | None) -> str | None:
         # written into an #SBATCH line as gpu:TYPE:N
-        if value is not None and not re.match(r"^[A-Za-z0-9_.+-]+$", value):
+        if value is not None and not SLURM_NAME.match(value):
             raise ValueError(f"GPU type {value!r} may only contain letters, digits and . _ + -")
         return value
 
@@ -310,7 +310,7 @@ class SiteConfig(StrictModel):
         names = sorted(self.partitions)
         have = f"(have: {', '.join(names)})"
         for name in names:
-            if not _PARTITION_NAME.match(name):
+            if not SLURM_NAME.match(name):
                 problems.append((("partitions", name), "a partition name may only contain letters, digits "
                                  "and . _ + -", name))
         for loc, value in (

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hpcjobs.models import ENV_NAME
+
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BIND_PATTERN = r"^[^:,\n]+(:/[^:,\n]*(:(ro|rw))?)?$"
 _BIND_DOCS = {
@@ -45,5 +47,5 @@ def site_schema(*, with_plugins: bool = True) -> dict[str, Any]:
         env = defs.get(name, {}).get("properties", {}).get("env")
         if env is not None and "additionalProperties" in env:
             env["additionalProperties"] = {"type": ["string", "number", "boolean"]}
-            env["propertyNames"] = {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+            env["propertyNames"] = {"pattern": ENV_NAME.pattern}
     return copy.deepcopy(schema)
