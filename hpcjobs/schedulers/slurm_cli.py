@@ -35,12 +35,12 @@ from hpcjobs.schedulers.base import (
     JobStatus,
     PollingWait,
     check_job_ids,
-    decode_wait_status,
     default_cwd,
     match_records,
     none_if_null,
     not_found,
     parse_exit_pair,
+    parse_squeue_exit,
 )
 
 History = Literal["auto", "sacct", "jobcomp", "none"]
@@ -169,8 +169,8 @@ def expand_stdout(pattern: str | None, rec_raw_id: str, array_job_id: str | None
 
 
 def parse_squeue(stdout: str) -> list[JobRecord]:
-    """Rows of ``squeue -h -O <SQUEUE_FORMAT>`` → JobRecords (exit codes decoded from raw wait
-    statuses: squeue prints 768 for ``exit 3``)."""
+    """Rows of ``squeue -h -O <SQUEUE_FORMAT>`` → JobRecords. The exit_code column is a raw wait
+    status on Slurm 22.05 (768 for ``exit 3``) and ``EXIT:SIGNAL`` on 24.11 (``3:0``): both read."""
     records: list[JobRecord] = []
     n = len(SQUEUE_FIELDS)
     for line in stdout.splitlines():
@@ -187,12 +187,7 @@ def parse_squeue(stdout: str) -> list[JobRecord]:
         array_id = none_if_null(row["ArrayJobID"]) if task is not None else None
         if task is not None and not task.isdigit():
             continue  # an unexpanded range ("[0-9]"); squeue -r prints tasks one per line
-        exit_code: int | None
-        signal: int | None
-        try:
-            exit_code, signal = decode_wait_status(int(row["exit_code"]))
-        except ValueError:
-            exit_code, signal = None, None
+        exit_code, signal = parse_squeue_exit(row["exit_code"])
         name = none_if_null(row["Name"])
         records.append(JobRecord(
             raw_id=raw_id,
