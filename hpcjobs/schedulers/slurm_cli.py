@@ -205,8 +205,13 @@ def parse_squeue(stdout: str) -> list[JobRecord]:
 
 
 def parse_sacct(stdout: str) -> list[JobRecord]:
-    """Rows of ``sacct -n -P -X --delimiter=<SEP> -o <SACCT_FIELDS>`` (with or without ``-c``)."""
-    records: list[JobRecord] = []
+    """Rows of ``sacct -n -P -X --delimiter=<SEP> -o <SACCT_FIELDS>`` (with or without ``-c``).
+
+    One record per job: when a job id occurs more than once the last row wins. ``sacct -c`` prints
+    every jobcomp line in the order written, and job ids come round again after the controller's
+    state is lost (24.11's dev cluster did that on every restart), so the older rows are
+    other, earlier jobs."""
+    latest: dict[str, JobRecord] = {}
     for line in stdout.splitlines():
         parts = line.split(SEP)
         if len(parts) < 6:
@@ -221,7 +226,7 @@ def parse_sacct(stdout: str) -> list[JobRecord]:
         if not raw_id.isdigit():
             continue
         exit_code, signal = parse_exit_pair(exitcode)
-        records.append(JobRecord(
+        rec = JobRecord(
             raw_id=raw_id,
             array_job_id=m.group(1) if m.group(2) is not None else None,
             array_task_id=m.group(2),
@@ -231,8 +236,10 @@ def parse_sacct(stdout: str) -> list[JobRecord]:
             reason=none_if_null(reason),
             stdout_path=None,
             name=none_if_null(name),
-        ))  # fmt: skip
-    return records
+        )  # fmt: skip
+        latest.pop(rec.display_id, None)  # re-insert: the order is that of the latest rows
+        latest[rec.display_id] = rec
+    return list(latest.values())
 
 
 def scontrol_fields(line: str) -> dict[str, str]:

@@ -264,3 +264,16 @@ def test_discover_facts(rec: Recording) -> None:
     assert config["DefMemPerCPU"] == "100"
     draft = disc.draft_site(facts)
     assert "pmix" in draft and "hpcjobs-dev" in draft
+
+
+def test_sacct_c_reused_job_id_takes_the_latest_row(rec: Recording) -> None:
+    """Job ids come round again after a controller loses its state; the jobcomp file then holds
+    an older job under the same id before the newer one. The newer (later) row is the job."""
+    rows = rec.out("sacct-c").splitlines()
+    exit3 = next(r for r in rows if r.split(SEP)[5] == "fx-exit3")
+    exit0 = next(r for r in rows if r.split(SEP)[5] == "fx-exit0")
+    reused = exit0.replace(exit0.split(SEP)[0], exit3.split(SEP)[0])  # an older job, same id, exit 0
+    (rec3,) = [r for r in parse_sacct(f"{reused}\n{exit3}\n") if r.raw_id == rec.job_id("fx-exit3")]
+    assert (rec3.raw_state, rec3.exit_code, rec3.name) == ("FAILED", 3, "fx-exit3")
+    (rec0,) = parse_sacct(f"{exit3}\n{reused}\n")
+    assert (rec0.raw_state, rec0.exit_code, rec0.name) == ("COMPLETED", 0, "fx-exit0")
