@@ -5,42 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from hpcjobs.errors import BindError
 
-
-def _declared(kind: str) -> AfterValidator:
-    """Accept a name some installed plugin declares (launchers: mpi kinds, runtimes: GPU flags)."""
-
-    def check(value: str) -> str:
-        from hpcjobs.plugins import check_name
-
-        return check_name(kind, value)
-
-    return AfterValidator(check)
-
-
-class _DeclaredSchema:
-    """JSON Schema ``enum`` of the names the installed plugins declare, computed when asked for."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
-        from hpcjobs.plugins import declared_names
-
-        schema = handler(core_schema)
-        schema["enum"] = declared_names(self.kind)
-        return schema
-
-
-MpiKind = Annotated[str, _declared("mpi"), _DeclaredSchema("mpi")]
-"""An ``mpi`` value: one a launcher plugin serves (built-in: pmix, pmi2, none (srun), mpirun)."""
-GpuFlag = Annotated[str, _declared("gpu_flag"), _DeclaredSchema("gpu_flag")]
-"""A GPU flag one runtime plugin understands (built-in Apptainer: nv, nvccli, rocm, none)."""
-WrapperName = Annotated[str, _declared("wrapper")]
-"""A task wrapper (profiler …) a plugin provides."""
 GpuRequest = Literal["gpus", "gres"]
 BindMode = Literal["ro", "rw"]
 

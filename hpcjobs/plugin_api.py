@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pluggy
 
+from hpcjobs.defaults import BUILTIN
 from hpcjobs.errors import PluginError
 
 if TYPE_CHECKING:
@@ -194,14 +195,15 @@ class ResolvedJob:
         return "CLI override (--set)" if src == "cli" else src
 
 
-BUILTIN = "built-in default"
 
 
 # --------------------------------------------------------------------------- launch plan
 
-Role = Literal["launcher", "wrapper", "runtime", "image", "program"]
+Role = Literal["launcher", "wrapper", "runtime", "image", "program", "arguments"]
 """What a group of command words is: the launcher's prefix, a wrapper's words (profiler, env
-forwarding), the runtime's own words and flags, the image, the program and its arguments."""
+forwarding), the runtime's own words and flags, the image, then either the program and its
+arguments (the job's entrypoint replaced the image's) or only arguments to the image's own
+ENTRYPOINT (mode run)."""
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,15 @@ class LaunchPlan:
         self.command.insert(len(self.command) if first is None else first, words)
 
     def wrap_inside(self, words: Words) -> None:
-        """Insert ``words`` before the program inside the container (after the image). With the image's
-        own ENTRYPOINT kept (mode run), the runtime must put the program in explicitly first."""
+        """Insert ``words`` before the program inside the container (after the image). Only possible
+        when the job names its program (an entrypoint): with the image's own ENTRYPOINT the core
+        cannot know what runs."""
         at = self.index("program")
         if at is None:
-            raise PluginError(f"plugin {words.plugin or '?'}: no program words to wrap inside the container")
+            raise PluginError(
+                f"{words.plugin or 'a wrapper'} wraps the program inside the container, but the job runs the "
+                "image's own ENTRYPOINT: set the job's entrypoint (the program to wrap)"
+            )
         self.command.insert(at, words)
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiKind, NonNegInt, PosFloat, PosInt, StrictModel, WrapperName
+from hpcjobs.models import ENV_NAME, Bind, EnvMap, NonNegInt, PosFloat, PosInt, StrictModel
+from hpcjobs.names import MpiKind, WrapperName
 
 # Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
 _DEPENDENCY = re.compile(

@@ -17,15 +17,13 @@ from hpcjobs.models import (
     SLURM_NAME,
     Bind,
     EnvMap,
-    GpuFlag,
     GpuRequest,
-    MpiKind,
     NonNegInt,
     PosFloat,
     PosInt,
     StrictModel,
-    WrapperName,
 )
+from hpcjobs.names import GpuFlag, MpiKind, WrapperName
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence

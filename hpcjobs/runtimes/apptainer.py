@@ -141,7 +141,7 @@ class ApptainerRuntime:
         out.append(w([job.image], f"{what}: {job.source('image')}", "image"))
         if job.args:
             field = "entrypoint + command" if job.mode == "exec" else "command"
-            out.append(w(job.args, f"{field}: {job.source('entry')}", "program"))
+            out.append(w(job.args, f"{field}: {job.source('entry')}", "program" if job.mode == "exec" else "arguments"))
         return out
 
 
