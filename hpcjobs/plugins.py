@@ -110,10 +110,12 @@ def _entry_points() -> Sequence[Any]:
 
 
 def _exc_text(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ") if not isinstance(exc, PluginError) else (
-        text[0] if text else type(exc).__name__
-    )
+    """One line: our own errors as they are, anything else with its type."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else ""
+    if isinstance(exc, PluginError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -132,9 +134,8 @@ def _collect(hook_name: str) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for impl in getattr(reg.pm.hook, hook_name).get_hookimpls():
         try:
-            result = list(getattr(impl.plugin, hook_name)()) if hook_name != "hpcjobs_site_sections" else dict(
-                getattr(impl.plugin, hook_name)()
-            )
+            answer = getattr(impl.plugin, hook_name)()
+            result = dict(answer) if isinstance(answer, Mapping) else list(answer)
         except Exception as exc:
             reg.failures.setdefault(
                 impl.plugin_name,

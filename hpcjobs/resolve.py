@@ -163,6 +163,10 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     if "\n" in output or '"' in output:
         raise ConfigError(f"output {output!r} may not contain a newline or a double quote")
 
+    if spec.wrappers:
+        provenance["wrappers"] = CLI if "wrappers" in cli else JOB
+    elif eff.wrappers:
+        provenance["wrappers"] = p.setting_source("wrappers")
     for key, src in _item_provenance(site, partition, eff, spec, cli, p).items():
         provenance.setdefault(key, src)  # per item, for render --explain
     return ResolvedJob(
