@@ -385,6 +385,8 @@ class ImageStore:
         self, layer: Layer, rules: Rules, stem: str, key: str, sif: os.stat_result
     ) -> tuple[dict[str, Any], str | None]:
         """The entry's metadata record, and why the pair (SIF, record) breaks the promise, if it does."""
+        if not stat.S_ISREG(sif.st_mode):
+            return {}, "not a regular file"
         path = layer.meta(stem)
         if not self.dir_ok(layer, rules, "meta"):
             return {}, "no metadata record"

@@ -116,7 +116,8 @@ def test_set_up_and_check(shared: dict[str, Any]) -> None:
 
 
 def test_first_user_of_a_fresh_cache_does_not_own_its_subdirectories(
-    shared: dict[str, Any], user_cli: UserCli  # noqa: F811
+    shared: dict[str, Any],
+    user_cli: UserCli,  # noqa: F811
 ) -> None:
     """Whoever touches a fresh shared cache first must not end up able to delete others' entries."""
     r = user_cli("images", "--cache-dir", str(shared["cache"]), "pull", "--shared", shared["ref"], cwd=shared["tmp"])

@@ -100,7 +100,7 @@ def test_world_writable_foreign_dir_refused(tmp_path: Path, monkeypatch: pytest.
     root.chmod(0o777)
     store = ImageStore(str(root))
     monkeypatch.setattr(store, "uid", os.getuid() + 1)  # as if someone else owned it
-    with pytest.raises(ImageError, match="image cache refused: .*owned by .*not by you"):
+    with pytest.raises(ImageError, match=r"image cache refused: .*owned by .*not by you"):
         store.ensure()
     own = ImageStore(str(root))
     own.ensure()  # our own: fixed instead
