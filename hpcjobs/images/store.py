@@ -159,6 +159,7 @@ class ImageStore:
         self._ready = False
         self._rules: dict[Path, Rules] = {}
         self._dirs_ok: set[Path] = set()
+        self._verified: tuple[int, ...] | None = None
 
     # -- permissions ------------------------------------------------------------------------
     @property
@@ -334,10 +335,19 @@ class ImageStore:
         # record the use, then look again: gc re-checks uses after renaming an entry away, so either
         # gc sees this use and puts the entry back, or we see it gone and convert again
         self.touch(key)
-        entry = self._entry(self.layer, stem, key, "hit")
+        entry = self._entry(self.layer, stem, key, "hit", same_as_verified=True)
         return None if entry is None else replace(entry, last_used=self.last_used(stem))
 
-    def _entry(self, layer: Layer, stem: str, key: str, origin: Origin, *, strict: bool = True) -> CacheEntry | None:
+    def _entry(
+        self,
+        layer: Layer,
+        stem: str,
+        key: str,
+        origin: Origin,
+        *,
+        strict: bool = True,
+        same_as_verified: bool = False,
+    ) -> CacheEntry | None:
         """The entry, if its SIF and metadata record keep the layer's promise (else refused:
         an UntrustedCache error, or None when not ``strict``)."""
         rules = self.rules(layer)
@@ -350,12 +360,16 @@ class ImageStore:
                     return None
                 fd, st = opened
                 meta, why = self._checked_meta(layer, rules, stem, key, st)
-                if why is None and self.verify_hits:
+                identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if why is None and self.verify_hits and not (same_as_verified and identity == self._verified):
                     want = meta.get("sha256")
+                    self._verified = None
                     if not isinstance(want, str):
                         why = "its metadata record has no sha256 (an older hpcjobs published it): cannot verify"
                     elif sha256_fd(fd) != want:
                         why = f"its content does not match the sha256 in its metadata record ({want})"
+                    else:
+                        self._verified = identity  # the re-look right after (find) needn't hash it again
         except NotPlain as exc:
             why, meta = exc.what, {}
         if why is not None:
