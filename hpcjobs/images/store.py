@@ -50,6 +50,7 @@ from hpcjobs.images.trust import (
     Problem,
     Rules,
     UntrustedCache,
+    load_json,
     open_nofollow,
     q,
     read_json_fd,
@@ -432,7 +433,7 @@ class ImageStore:
         """Record a use of ``key`` by this user (the entry's LRU time for gc)."""
         path = self.layer.root / "uses" / f"{key_stem(key)}.{self.uid}"
         try:
-            os.utime(path)
+            os.utime(path, follow_symlinks=False)
             return
         except FileNotFoundError:
             pass
@@ -440,9 +441,10 @@ class ImageStore:
             return
         try:
             self.ensure()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, self.private_mode)
+            # O_NOFOLLOW: a link planted under our name must not make us create its target
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, self.private_mode)
             os.close(fd)
-            os.utime(path)
+            os.utime(path, follow_symlinks=False)
         except (OSError, ImageError):
             return  # a read-only cache still serves; it just cannot record uses
 
@@ -460,12 +462,9 @@ class ImageStore:
 
     def record_ref(self, ref: str, key: str, manifest: str | None) -> None:
         path = self._ref_path(ref)
-        try:
-            old = json.loads(path.read_bytes())
-            if old.get("digest") == key and old.get("manifest") == manifest:
-                return
-        except (OSError, ValueError, AttributeError):
-            pass
+        old = load_json(path)
+        if old is not None and old.get("digest") == key and old.get("manifest") == manifest:
+            return
         with contextlib.suppress(OSError, ImageError):
             self.ensure()
             self._write_json(
@@ -480,7 +479,7 @@ class ImageStore:
         for layer in [*self.site_layers, self.layer]:
             for name in sorted(_names(layer.root / "refs", "*.json")):
                 try:
-                    rec = json.loads((layer.root / "refs" / name).read_bytes())
+                    rec = load_json(layer.root / "refs" / name) or {}
                     ref, digest = str(rec["ref"]), str(rec["digest"])
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
@@ -654,7 +653,7 @@ class ImageStore:
         path = self.layer.root / "leases" / f"{key_stem(key)}.{self.uid}.json"
         until = time.time() + seconds
         try:
-            until = max(until, float(json.loads(path.read_bytes())["until"]))
+            until = max(until, float((load_json(path) or {})["until"]))
         except (OSError, ValueError, KeyError, TypeError):
             pass
         self._write_json(path, {"digest": key, "until": until, "note": note}, self.private_mode, replace=True)
@@ -664,7 +663,7 @@ class ImageStore:
         latest: float | None = None
         for p in self._glob("leases", f"{stem}.*.json"):
             try:
-                until = float(json.loads(Path(p).read_bytes())["until"])
+                until = float((load_json(p) or {})["until"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             latest = until if latest is None else max(latest, until)
@@ -811,7 +810,7 @@ class ImageStore:
                     os.unlink(p)
             for p in self._glob("refs", "*.json"):
                 with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                    if json.loads(Path(p).read_bytes())["digest"] == e.digest:
+                    if (load_json(p) or {}).get("digest") == e.digest:
                         os.unlink(p)
             return None
         finally:
@@ -832,7 +831,7 @@ class ImageStore:
                 n += rmtree_quiet(p)
         for p in self._glob("leases", "*.json"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                if float(json.loads(Path(p).read_bytes())["until"]) < now:
+                if float((load_json(p) or {})["until"]) < now:
                     os.unlink(p)
         for p in self._glob("logs", "*"):
             if _age(p, now) > LOG_KEEP_S:
@@ -901,8 +900,10 @@ def rmtree_quiet(path: str) -> int:
             # apptainer leaves read-only dirs in its temp trees: make them writable first
             for root, dirs, _files in os.walk(path):
                 for d in dirs:
-                    with contextlib.suppress(OSError):
-                        os.chmod(os.path.join(root, d), 0o700)
+                    sub = os.path.join(root, d)
+                    if not os.path.islink(sub):  # chmod follows links: never let one point it elsewhere
+                        with contextlib.suppress(OSError):
+                            os.chmod(sub, 0o700)
             shutil.rmtree(path)
         else:
             os.unlink(path)

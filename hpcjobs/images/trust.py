@@ -288,6 +288,18 @@ def read_json_fd(fd: int, limit: int = 1 << 20) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def load_json(path: str | Path) -> dict[str, Any] | None:
+    """A small JSON record read without following a symlink (a planted link to /dev/zero or to
+    another user's file is not read); None when absent, not a plain file or not a JSON object."""
+    try:
+        with open_nofollow(path) as opened:
+            if opened is None or not stat.S_ISREG(opened[1].st_mode):
+                return None
+            return read_json_fd(opened[0])
+    except (NotPlain, OSError):
+        return None
+
+
 def sha256_fd(fd: int) -> str:
     h = hashlib.sha256()
     os.lseek(fd, 0, os.SEEK_SET)

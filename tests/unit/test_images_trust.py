@@ -7,6 +7,7 @@ two real users on the dev cluster in tests/cluster/test_image_cache_trust_cluste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -16,8 +17,8 @@ import pytest
 
 from hpcjobs.images.check import check_cache
 from hpcjobs.images.sif import write_test_sif
-from hpcjobs.images.store import ImageStore
-from hpcjobs.images.trust import Rules, UntrustedCache
+from hpcjobs.images.store import ImageStore, rmtree_quiet
+from hpcjobs.images.trust import Rules, UntrustedCache, load_json
 
 K1 = "sha256:" + "1" * 64
 S1 = "sha256-" + "1" * 64
@@ -267,3 +268,36 @@ def test_check_reports_and_fixes(tmp_path: Path) -> None:
     fixed = check_cache(ImageStore(str(tmp_path / "c")), fix=True)
     assert all(f.fixed for f in fixed) and len(fixed) == 2
     assert not os.path.lexists(path) and check_cache(ImageStore(str(tmp_path / "c"))) == []
+
+
+# -- bookkeeping records never follow a planted link ------------------------------------------------
+def test_use_record_never_creates_a_planted_links_target(tmp_path: Path) -> None:
+    store = ImageStore(str(tmp_path / "c"))
+    publish(store)
+    target = tmp_path / "created-by-victim"
+    use = store.layer.root / "uses" / f"{S1}.{ME}"
+    with contextlib.suppress(FileNotFoundError):
+        use.unlink()
+    use.symlink_to(target)  # dangling: an O_CREAT that follows it would create the target
+    store.touch(K1)
+    assert not target.exists()
+
+
+def test_records_are_read_without_following_links(tmp_path: Path) -> None:
+    store = ImageStore(str(tmp_path / "c"))
+    store.ensure()
+    (store.layer.root / "leases" / f"{S1}.{ME + 1}.json").symlink_to("/dev/zero")  # would never end
+    (store.layer.root / "refs" / f"x.{ME + 1}.json").symlink_to("/dev/zero")
+    assert store.leased_until(S1) is None and store.refs_by_digest() == {}
+    assert load_json("/dev/zero") is None
+
+
+def test_rmtree_does_not_chmod_through_a_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    victim.chmod(0o755)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "link").symlink_to(victim)
+    assert rmtree_quiet(str(tree)) == 1
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o755 and not tree.exists()
