@@ -27,6 +27,7 @@ from tests.cluster.test_user_cli import UserCli, user_cli  # noqa: F401  (fixtur
 pytestmark = pytest.mark.cluster
 
 PY = sys.executable
+REPO = Path(__file__).resolve().parents[2]
 APPTAINER = shutil.which("apptainer") or "/usr/bin/apptainer"
 
 
@@ -34,12 +35,10 @@ def as_user(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["runuser", "-u", user, "--", *argv], capture_output=True, text=True, timeout=60, cwd="/tmp")
 
 
-def hpcjobs_root(*args: str) -> subprocess.CompletedProcess[str]:
+def hpcjobs_root(*args: str, cwd: Path | str = "/tmp") -> subprocess.CompletedProcess[str]:
     """The CLI as root (the cache's owner), with no site config in the way."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPCJOBS_")}
-    return subprocess.run(
-        [PY, "-m", "hpcjobs", *args], capture_output=True, text=True, timeout=300, cwd="/tmp", env=env
-    )
+    return subprocess.run([PY, "-m", "hpcjobs", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 @pytest.fixture
@@ -270,3 +269,42 @@ def test_site_cache_writable_by_others_is_refused(shared: dict[str, Any]) -> Non
     os.chown(site / "sif", 0, -1)
     os.chmod(site / "sif", 0o775)
     refused(hpcjobs_root(*env_site, "images", "pull", shared["ref"]), "writable by group or others")
+
+
+# -- jobs through the shared cache ----------------------------------------------------------------
+def test_jobs_through_the_shared_cache(
+    cluster: Cluster,
+    shared: dict[str, Any],
+    job_dir: Path,
+    user_cli: UserCli,  # noqa: F811
+) -> None:
+    """hpctest's job runs root's published entry; root's job whose image hpctest planted a symlink
+    for is refused before anything is submitted."""
+    import yaml
+
+    setup_cache(shared)
+    assert root_pull(shared).returncode == 0
+    site = yaml.safe_load((REPO / "site-configs" / "dev-cluster.yaml").read_text())
+    site["images"].update({"cache_dir": str(shared["cache"]), "shared": True})
+    site_yaml = job_dir / "site.yaml"
+    site_yaml.write_text(yaml.safe_dump(site))
+    site_yaml.chmod(0o644)
+    (job_dir / "job.yaml").write_text(f"image: {shared['ref']}\nname: shared\ncommand: ['from shared']\n")
+    r = user_cli("--site", str(site_yaml), "submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["state"] == "COMPLETED"
+    assert "entry: from shared" in (job_dir / f"hpcjobs-shared-{result['job_id']}.out").read_text()
+    assert len(os.listdir(shared["cache"] / "sif")) == 1  # root's entry served it: no second conversion
+
+    mpi = f"oci:{cluster.image('mpi_oci_dir')}"
+    r = hpcjobs_root("images", "--cache-dir", str(shared["tmp"] / "probe"), "inspect", "--no-labels", mpi)
+    assert r.returncode == 0, r.stderr
+    stem = json.loads(r.stdout)["digest"].replace(":", "-", 1)
+    planted = shared["cache"] / "sif" / f"{stem}.sif"
+    assert as_user(shared["user"], "ln", "-s", str(shared["evil"]), str(planted)).returncode == 0
+    (job_dir / "root.yaml").write_text(f"image: {mpi}\nname: victim\ncommand: [hostname]\n")
+    r = hpcjobs_root("--site", str(site_yaml), "submit", "root.yaml", cwd=job_dir)
+    refused(r, str(planted), "a symlink")
+    queued = subprocess.run(["squeue", "-h", "-n", "victim", "-o", "%i"], capture_output=True, text=True).stdout
+    assert queued.strip() == "" and not list(job_dir.glob("hpcjobs-victim-*")), queued
