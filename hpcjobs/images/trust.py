@@ -182,6 +182,10 @@ class Rules:
                 f"group {group_name(st.st_gid)}, not the cache's group {group_name(self.gid)}",
                 f"chgrp {group_name(self.gid)} {q(p)} && chmod {want:o} {q(p)}",
             )
+        if self.kind == "private":  # only writers matter in a cache nobody else may use
+            if mode & WRITE_BITS:
+                return Problem(p, f"mode {mode:o} lets others write", f"chmod {want:o} {q(p)}")
+            return None
         if mode != want:
             return Problem(p, f"mode {mode:o}, not {want:o}", f"chmod {want:o} {q(p)}")
         return None

@@ -261,9 +261,9 @@ def test_check_reports_and_fixes(tmp_path: Path) -> None:
     assert check_cache(store) == []
     path.unlink()
     path.symlink_to(tmp_path / "nowhere.sif")
-    (store.layer.root / "meta").chmod(0o755)
+    (store.layer.root / "meta").chmod(0o775)
     findings = check_cache(ImageStore(str(tmp_path / "c")))
-    assert sorted(f.problem.what for f in findings) == ["mode 755, not 700", "not served: a symlink"]
+    assert sorted(f.problem.what for f in findings) == ["mode 775 lets others write", "not served: a symlink"]
     assert all(not f.fixed and f.problem.fix for f in findings)
     fixed = check_cache(ImageStore(str(tmp_path / "c")), fix=True)
     assert all(f.fixed for f in fixed) and len(fixed) == 2
