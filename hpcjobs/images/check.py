@@ -56,13 +56,11 @@ def _check_layer(store: ImageStore, layer: Layer, *, fix: bool) -> list[Finding]
         except FileNotFoundError:
             if layer.kind == "site":
                 continue
-            creatable = store.uid in (0, rules.owner)
-            if fix and creatable:
-                _make_dir(path, rules, name)
+            fixed = fix and store.uid in (0, rules.owner) and _make_dir(path, rules, name)
             out.append(
                 Finding(
                     Problem(str(path), "missing", f"{store.check_command()}  (as {user_name(rules.owner)} or root)"),
-                    fixed=fix and creatable,
+                    fixed=fixed,
                 )
             )
             continue
@@ -124,10 +122,15 @@ def _fix_root(store: ImageStore, rules: Rules, st: os.stat_result) -> bool:
     return rules.root_problem(os.stat(rules.root)) is None
 
 
-def _make_dir(path: Path, rules: Rules, name: str) -> None:
-    os.mkdir(path, 0o700)
-    os.chown(path, rules.owner, rules.gid)
-    os.chmod(path, rules.dir_mode(name))
+def _make_dir(path: Path, rules: Rules, name: str) -> bool:
+    try:
+        os.mkdir(path, 0o700)
+        if rules.kind == "shared":
+            os.chown(path, rules.owner, rules.gid)
+        os.chmod(path, rules.dir_mode(name))
+    except OSError:
+        return False
+    return True
 
 
 def _fix_dir(store: ImageStore, rules: Rules, path: Path, st: os.stat_result, name: str) -> bool:
@@ -137,7 +140,8 @@ def _fix_dir(store: ImageStore, rules: Rules, path: Path, st: os.stat_result, na
     try:
         if stat.S_ISLNK(st.st_mode):
             os.unlink(path)  # a symlink can always be removed by the directory's owner
-            _make_dir(path, rules, name)
+            if not _make_dir(path, rules, name):
+                return False
         elif not stat.S_ISDIR(st.st_mode):
             return False
         else:

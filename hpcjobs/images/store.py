@@ -297,8 +297,8 @@ class ImageStore:
                     os.mkdir(path, 0o700)
                 st = os.lstat(path)
                 if st.st_uid == self.uid and stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
-                    if self.uid != rules.owner or st.st_gid != rules.gid:
-                        os.chown(path, rules.owner, rules.gid)
+                    if rules.kind == "shared" and (self.uid != rules.owner or st.st_gid != rules.gid):
+                        os.chown(path, rules.owner, rules.gid)  # root setting it up for the owner
                     os.chmod(path, want)
                     st = os.lstat(path)
             except OSError as exc:
