@@ -18,9 +18,9 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # names written into #SBATCH lines as they are (partition, account, QoS, GPU type)
-SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+\Z")
 """What an environment variable name may be (letters, digits and _, not first a digit)."""
 
 
@@ -50,7 +50,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-_BIND_RE = re.compile(r"^(?P<src>[^:]+)(?::(?P<dst>[^:]+))?(?::(?P<mode>ro|rw))?$")
+_BIND_RE = re.compile(r"(?P<src>[^:]+)(?::(?P<dst>[^:]+))?(?::(?P<mode>ro|rw))?\Z")
 
 
 class Bind(StrictModel):
@@ -85,7 +85,7 @@ class Bind(StrictModel):
 
 
 def _split_bind(text: str) -> dict[str, str]:
-    m = _BIND_RE.match(text)
+    m = _BIND_RE.fullmatch(text)
     if not m:
         raise ValueError(f"bind {text!r} is not SRC[:DST][:ro|rw] (use the object form for paths with ':')")
     src = m.group("src")

@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from hpcjobs._version import __version__
+from hpcjobs.directives import checked_directive, option_problem, quote_value, render_option, sbatch_words
 from hpcjobs.errors import ConfigError
 from hpcjobs.plugins import get_launcher, get_runtime
 from hpcjobs.resolve import ResolvedJob
@@ -32,8 +33,13 @@ def sh_join(argv: Sequence[str]) -> str:
     return " ".join(sh_quote(a) for a in argv)
 
 
-# Variables through which a login environment would add binds the site's deny list never saw.
-RUNTIME_BIND_ENV = ("APPTAINER_BIND", "APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH")
+# Variables through which a login environment would mount or redirect host paths that the site's
+# deny list never saw: apptainer 1.4.5's action flags that take a host path (--bind, --mount,
+# --home, --overlay, --scratch, --workdir, --fusemount, --containlibs; EnvKeys in
+# cmd/internal/cli/action_flags.go) and the global --config, in both spellings apptainer reads.
+RUNTIME_PATH_ENV_KEYS = ("BIND", "BINDPATH", "MOUNT", "HOME", "OVERLAY", "OVERLAYIMAGE", "SCRATCH",
+                         "SCRATCHDIR", "WORKDIR", "FUSESPEC", "CONTAINLIBS", "CONFIG_FILE")  # fmt: skip
+RUNTIME_BIND_ENV = tuple(f"{p}_{k}" for p in ("APPTAINER", "SINGULARITY") for k in RUNTIME_PATH_ENV_KEYS)
 
 # Verified on apptainer 1.4.5: its env injection turns CRLF into LF and fails on U+0080/U+0081.
 UNCARRIABLE_ENV = {"\r\n": "CR LF", "\x80": "U+0080", "\x81": "U+0081"}
@@ -55,17 +61,14 @@ def container_env_value(value: str) -> str:
 
 
 def directive_value(value: str) -> str:
-    # sbatch reads #SBATCH lines with its own parser: double quotes group words, '#' outside
-    # quotes starts a comment. resolve() refuses '"' and newlines in directive values.
-    if any(c in value for c in " \t#'"):
-        return f'"{value}"'
-    return value
+    """``value`` as one word of an ``#SBATCH`` line (sbatch's own quoting, see hpcjobs.directives)."""
+    return quote_value(value)
 
 
 def sbatch_directives(job: ResolvedJob) -> list[tuple[str, str | None]]:
     """(option, provenance key) pairs, in script order."""
     d: list[tuple[str, str | None]] = [
-        (f"--job-name={directive_value(job.name)}", "name"),
+        (checked_directive("--job-name", job.name), "name"),
         (f"--partition={job.partition}", "partition"),
         (f"--nodes={job.nodes}", "nodes"),
         (f"--ntasks={job.ntasks}", "ntasks"),
@@ -90,14 +93,19 @@ def sbatch_directives(job: ResolvedJob) -> list[tuple[str, str | None]]:
         d.append((f"--account={job.account}", "account"))
     if job.qos is not None:
         d.append((f"--qos={job.qos}", "qos"))
-    d.append((f"--output={directive_value(job.output)}", "output"))
+    d.append((checked_directive("--output", job.output), "output"))
     if job.dependency is not None:
         d.append((f"--dependency={job.dependency}", "dependency"))
         # a failed image conversion must end the workload, not leave it pending forever
         d.append(("--kill-on-invalid-dep=yes", "dependency"))
     for i, opt in enumerate(job.extra_sbatch):
-        name, sep, val = opt.partition("=")
-        d.append((f"{name}{sep}{directive_value(val)}" if sep else opt, f"extra_sbatch[{i}]"))
+        problem = option_problem(opt)  # checked by resolve and the site schema; a ResolvedJob may be built by hand
+        if problem is not None:
+            raise ConfigError(f"sbatch option {problem}")
+        text = render_option(opt)
+        if sbatch_words(text) != [opt]:
+            raise ConfigError(f"sbatch option {opt!r} cannot be written as one #SBATCH option")
+        d.append((text, f"extra_sbatch[{i}]"))
     return d
 
 

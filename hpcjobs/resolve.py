@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from hpcjobs.config.loader import describe_errors
-from hpcjobs.config.site import Partition, Policy, SiteConfig
+from hpcjobs.config.site import Partition, Policy, SiteConfig, is_within
+from hpcjobs.directives import option_problem, uncarriable
 from hpcjobs.errors import BindError, ConfigError, LimitExceeded, PolicyViolation
 from hpcjobs.models import SLURM_NAME, Bind, GpuFlag, GpuRequest, MpiKind
 from hpcjobs.spec import JobSpec
@@ -28,38 +29,6 @@ Mode = Literal["run", "exec"]
 CLI = "cli"
 JOB = "job spec"
 BUILTIN = "built-in default"
-
-# sbatch options hpcjobs writes itself; extra_sbatch may not set them (it would silently win or lose)
-MANAGED_SBATCH = (
-    "--job-name", "-J", "--partition", "-p", "--nodes", "-N", "--ntasks", "-n", "--cpus-per-task", "-c",
-    "--gpus", "-G", "--gpus-per-node", "--gres", "--mem", "--time", "-t", "--array", "-a",
-    "--account", "-A", "--qos", "-q", "--output", "-o", "--error", "-e",
-    "--dependency", "-d", "--kill-on-invalid-dep", "--comment",
-)  # fmt: skip
-_WHY_MANAGED = {
-    "--comment": "hpcjobs sets itself: it tags each submission so that a retry never submits twice",
-    "--kill-on-invalid-dep": "hpcjobs sets itself with every dependency",
-}
-
-
-def managed_sbatch_flag(opt: str) -> str | None:
-    """The managed option that ``opt`` sets (``--time=5``, ``-t 5``, ``-t5``), or None."""
-    word = opt.split("=", 1)[0].split(None, 1)[0] if opt.strip() else opt
-    if word in MANAGED_SBATCH:
-        return word
-    if len(word) > 2 and not word.startswith("--") and word[:2] in MANAGED_SBATCH:
-        return word[:2]  # a short option with its value glued on: -t5
-    return None
-
-
-def managed_sbatch_problem(opt: str, instead: str) -> str | None:
-    flag = managed_sbatch_flag(opt)
-    if flag is None:
-        return None
-    return f"{opt!r} sets {flag}, which {_WHY_MANAGED.get(flag, 'hpcjobs writes itself: ' + instead)}"
-
-
-
 
 @dataclass(frozen=True)
 class ResolvedJob:
@@ -199,12 +168,13 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         raise PolicyViolation(f"site {site.name!r} requires a QoS: set qos in the job or --set qos=…")
 
     for label, value in (("partition", partition), ("account", account), ("qos", qos)):
-        if value is not None and not SLURM_NAME.match(value):
+        if value is not None and not SLURM_NAME.fullmatch(value):
             raise ConfigError(f"{label} {value!r} may only contain letters, digits and . _ + -")
     name = spec.name or _name_from_image(spec.image)
     provenance["name"] = JOB if spec.name else "derived from image"
-    if "\n" in name or '"' in name:
-        raise ConfigError(f"job name {name!r} may not contain a newline or a double quote")
+    bad = uncarriable(name)
+    if bad is not None:
+        raise ConfigError(f"job name {name!r} {bad}, which an #SBATCH line cannot carry")
 
     binds, unchecked = _merge_binds(eff, spec, site)
     provenance["binds"] = "partition/site defaults + job spec" if eff.binds else JOB
@@ -213,11 +183,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
 
     extra = tuple(spec.extra_sbatch)
     for opt in extra:
-        problem = managed_sbatch_problem(opt, "use the job field instead")
+        problem = option_problem(opt)
         if problem is not None:
             raise ConfigError(f"extra_sbatch {problem}")
-        if "\n" in opt or '"' in opt:
-            raise ConfigError(f"extra_sbatch {opt!r} may not contain a newline or a double quote")
 
     mode, args = _entry(spec)
     gpu_flag: GpuFlag | None = None
@@ -228,8 +196,12 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     provenance["runtime"] = p.setting_source("runtime.name")
     output = spec.output or ("hpcjobs-%x-%A_%a.out" if array else "hpcjobs-%x-%j.out")
     provenance["output"] = JOB if spec.output else BUILTIN
-    if "\n" in output or '"' in output:
-        raise ConfigError(f"output {output!r} may not contain a newline or a double quote")
+    bad = uncarriable(output)
+    if bad is None and "\\" in output:
+        # Slurm reads a backslash in a file name as "no %-patterns here" and removes it
+        bad = "contains a backslash, which Slurm removes from file names"
+    if bad is not None:
+        raise ConfigError(f"output {output!r} {bad}")
 
     for key, src in _item_provenance(site, partition, eff, spec, cli, p).items():
         provenance.setdefault(key, src)  # per item, for render --explain
@@ -361,10 +333,8 @@ def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig) -> tuple[list[
                     f"runtime flag {flag!r} mounts a host path, which site {site.name!r} does not allow "
                     "while policy.deny_bind_sources is set: use the job's binds"
                 )
-    unchecked = [
-        b.src for b in binds
-        if any(b.src == n or b.src.startswith(n.rstrip("/") + "/") for n in eff.node_local_paths)
-    ]  # fmt: skip
+    # normalised first: /scratch-local/../etc is not node-local
+    unchecked = [b.src for b in binds if any(is_within(b.src, n) for n in eff.node_local_paths)]
     return binds, unchecked
 
 

@@ -12,9 +12,9 @@ from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiKind, NonNegInt, PosFloat,
 # Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
 _DEPENDENCY = re.compile(
     r"^(singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+)"
-    r"([,?](singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+))*$"
+    r"([,?](singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+))*\Z"
 )
-_ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?$")
+_ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?\Z")
 
 
 class JobSpec(StrictModel):
@@ -67,21 +67,21 @@ class JobSpec(StrictModel):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not ENV_NAME.match(key):
+            if not ENV_NAME.fullmatch(key):
                 raise ValueError(f"environment variable name {key!r} is not a valid name")
         return value
 
     @field_validator("array")
     @classmethod
     def _array(cls, value: str | None) -> str | None:
-        if value is not None and not _ARRAY.match(value):
+        if value is not None and not _ARRAY.fullmatch(value):
             raise ValueError(f"array {value!r} is not Slurm array syntax (e.g. 0-9, 1,3,5, 0-15:4%2)")
         return value
 
     @field_validator("dependency")
     @classmethod
     def _dependency(cls, value: str | None) -> str | None:
-        if value is not None and not _DEPENDENCY.match(value):
+        if value is not None and not _DEPENDENCY.fullmatch(value):
             raise ValueError(f"dependency {value!r} is not Slurm dependency syntax (e.g. afterok:123, afterany:1:2)")
         return value
 

@@ -43,7 +43,7 @@ def _check_each(items: Iterable[tuple[str | int, Any]], check: Callable[[Any], s
 
 def _env_names(value: dict[str, str]) -> dict[str, str]:
     def check(key: str) -> str | None:
-        if ENV_NAME.match(key):
+        if ENV_NAME.fullmatch(key):
             return None
         return f"{key!r} is not an environment variable name (letters, digits and _, not first a digit)"
 
@@ -109,7 +109,7 @@ class GpuSettings(StrictModel):
     @classmethod
     def _type(cls, value: str | None) -> str | None:
         # written into an #SBATCH line as gpu:TYPE:N
-        if value is not None and not SLURM_NAME.match(value):
+        if value is not None and not SLURM_NAME.fullmatch(value):
             raise ValueError(f"GPU type {value!r} may only contain letters, digits and . _ + -")
         return value
 
@@ -163,17 +163,9 @@ class Settings(StrictModel):
     @field_validator("sbatch")
     @classmethod
     def _sbatch(cls, value: list[str]) -> list[str]:
-        from hpcjobs.resolve import managed_sbatch_problem
+        from hpcjobs.directives import option_problem
 
-        def check(opt: str) -> str | None:
-            problem = managed_sbatch_problem(opt, "use the setting instead")
-            if problem is not None:
-                return problem
-            if '"' in opt:
-                return f"{opt!r} may not contain a double quote"
-            return _option_problem(opt)
-
-        _check_each(enumerate(value), check)
+        _check_each(enumerate(value), option_problem)
         return value
 
 
@@ -243,15 +235,15 @@ class Policy(StrictModel):
         return value
 
     def denied_bind_source(self, src: str) -> str | None:
-        """The ``deny_bind_sources`` entry that covers host path ``src``, or None.
+        """The ``deny_bind_sources`` entry that ``src`` would expose, or None: the entry itself,
+        anything below it, and anything above it (binding ``/etc`` shows ``/etc/munge`` too).
 
         Pure: ``src`` is normalised lexically (``//etc/./munge/..`` is ``/etc``); a caller that may
         touch the file system should pass ``os.path.realpath(src)`` too, to see through symlinks.
         """
         path = _norm(src)
         for denied in self.deny_bind_sources:
-            d = _norm(denied)
-            if d == "/" or path == d or path.startswith(d + "/"):
+            if is_within(path, denied) or is_within(denied, path):
                 return denied
         return None
 
@@ -270,8 +262,16 @@ class Policy(StrictModel):
         return False
 
 
-_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount"})
+# apptainer 1.4.5 action flags that take a host path (cmd/internal/cli/action_flags.go), and the
+# global --config (an unprivileged installation reads the user's apptainer.conf, bind paths included)
+_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount", "containlibs", "config"})
 _MOUNT_SHORT = frozenset("BHoW")
+
+
+def is_within(path: str, top: str) -> bool:
+    """Whether ``path`` is ``top`` or below it, both normalised lexically first."""
+    p, t = _norm(path), _norm(top)
+    return t == "/" or p == t or p.startswith(t + "/")
 
 
 def _norm(path: str) -> str:
@@ -310,7 +310,7 @@ class SiteConfig(StrictModel):
         names = sorted(self.partitions)
         have = f"(have: {', '.join(names)})"
         for name in names:
-            if not SLURM_NAME.match(name):
+            if not SLURM_NAME.fullmatch(name):
                 problems.append((("partitions", name), "a partition name may only contain letters, digits "
                                  "and . _ + -", name))
         for loc, value in (

@@ -18,7 +18,7 @@ from hpcjobs.errors import JobNotFound, SchedulerError, WaitTimeout
 from hpcjobs.schedulers.states import JobState
 
 NOT_FOUND_REASON = "unknown to Slurm (not in the queue, nor in job history)"
-_JOB_ID = re.compile(r"^(\d+)(?:_(\d+))?$")
+_JOB_ID = re.compile(r"(\d+)(?:_(\d+))?\Z")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def check_job_ids(job_ids: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     for raw in job_ids:
         jid = str(raw).strip()
-        if not _JOB_ID.match(jid):
+        if not _JOB_ID.fullmatch(jid):
             raise SchedulerError(f"not a Slurm job id: {raw!r} (expected 123 or 123_4)")
         if jid not in seen:
             seen.add(jid)
