@@ -80,8 +80,23 @@ class Bind(StrictModel):
         return self
 
     def spec(self) -> str:
-        """The value for ``apptainer --bind``."""
+        """``SRC:DST:MODE``, as ``apptainer --bind`` takes it (and as messages show a bind)."""
         return f"{self.src}:{self.dst}:{self.mode}"
+
+    def runtime_args(self) -> list[str]:
+        """The runtime flag and value: ``--bind SRC:DST:MODE``, or for a path with ':' (which
+        ``--bind`` would split) ``--mount type=bind,src=…,dst=…[,ro]``, whose fields apptainer
+        reads as one CSV record (a field with '"' is quoted, with '"' doubled)."""
+        if ":" not in self.src and ":" not in self.dst:
+            return ["--bind", self.spec()]
+        fields = ["type=bind", f"src={self.src}", f"dst={self.dst}"] + (["ro"] if self.mode == "ro" else [])
+        return ["--mount", ",".join(_csv_field(f) for f in fields)]
+
+
+def _csv_field(field: str) -> str:
+    if any(c in field for c in ',"\r\n'):
+        return '"' + field.replace('"', '""') + '"'
+    return field
 
 
 def _split_bind(text: str) -> dict[str, str]:

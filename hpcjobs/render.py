@@ -7,10 +7,17 @@ quotes, ``$``, ``;`` or newlines arrives in the container byte-for-byte.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from hpcjobs._version import __version__
-from hpcjobs.directives import checked_directive, option_problem, quote_value, render_option, sbatch_words
+from hpcjobs.directives import (
+    checked_directive,
+    option_problem,
+    quote_value,
+    render_option,
+    sbatch_words,
+    slurm_input_vars,
+)
 from hpcjobs.errors import ConfigError
 from hpcjobs.plugins import get_launcher, get_runtime
 from hpcjobs.resolve import ResolvedJob
@@ -109,8 +116,9 @@ def sbatch_directives(job: ResolvedJob) -> list[tuple[str, str | None]]:
     return d
 
 
-def render(job: ResolvedJob, *, explain: bool = False) -> str:
-    """The sbatch script for ``job``. With ``explain``, each directive and flag says where it came from."""
+def render(job: ResolvedJob, *, explain: bool = False, environ: Iterable[str] = ()) -> str:
+    """The sbatch script for ``job``. With ``explain``, each directive and flag says where it came from,
+    and which of the variable names in ``environ`` (the submitting environment) sbatch will not see."""
     runtime = get_runtime(job.runtime)
     launcher = get_launcher(job)
     prov = job.provenance
@@ -133,6 +141,7 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
     if explain:
         lines.append("# --explain: '<- SOURCE' after a line says where its value came from;")
         lines.append(f"# precedence: {PRECEDENCE}.")
+        lines += _explain_input_env(environ)
     lines += [f"#SBATCH {opt}{note(key)}" for opt, key in sbatch_directives(job)]
     lines.append("set -eo pipefail")
     if job.clear_bind_env:
@@ -166,6 +175,18 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
         lines += _explain_command(job, prefix, wrapper, container, runtime.default_binary)
     lines.append("exec " + sh_join([*prefix, *wrapper, *container]))
     return "\n".join(lines) + "\n"
+
+
+def _explain_input_env(environ: Iterable[str]) -> list[str]:
+    lines = [
+        "# sbatch is run without Slurm's input variables (SBATCH_*, SRUN_*, SLURM_* but SLURM_CONF):",
+        "# the #SBATCH lines below are all it reads, and the job does not inherit them.",
+    ]
+    cleared = slurm_input_vars(environ)
+    if cleared:
+        shown = ", ".join(cleared[:12]) + (f" and {len(cleared) - 12} more" if len(cleared) > 12 else "")
+        lines.append(f"# Set here and cleared for sbatch: {comment_text(shown)}.")
+    return lines
 
 
 def _forward_function(prefix: str) -> list[str]:
@@ -242,7 +263,7 @@ def _container_rows(job: ResolvedJob, argv: list[str], default_binary: str) -> l
     tail = len(job.args)
     body, args = (argv[:-tail], argv[-tail:]) if tail else (argv, [])
     rows: list[tuple[list[str], str]] = []
-    binds = {b.spec(): b for b in job.binds}
+    binds = {tuple(b.runtime_args()): b for b in job.binds}
     flags = list(enumerate(job.runtime_flags))
     i = 0
     while i < len(body):
@@ -261,8 +282,8 @@ def _container_rows(job: ResolvedJob, argv: list[str], default_binary: str) -> l
             rows.append(([word], why))
         elif word == "--cleanenv" and job.cleanenv:
             rows.append(([word], f"cleanenv: {_source(prov, 'cleanenv')}"))
-        elif word == "--bind" and nxt is not None and nxt in binds:
-            rows.append(([word, nxt], f"bind: {_source(prov, 'bind:' + binds[nxt].dst)}"))
+        elif nxt is not None and (word, nxt) in binds:
+            rows.append(([word, nxt], f"bind: {_source(prov, 'bind:' + binds[word, nxt].dst)}"))
             i += 2
             continue
         elif word == "--pwd" and nxt is not None and nxt == job.workdir:

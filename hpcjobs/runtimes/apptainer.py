@@ -25,7 +25,7 @@ class ApptainerRuntime:
         if job.cleanenv:
             cmd.append("--cleanenv")
         for b in job.binds:
-            cmd += ["--bind", b.spec()]
+            cmd += b.runtime_args()
         if job.workdir:
             cmd += ["--pwd", job.workdir]
         cmd += list(job.runtime_flags)
