@@ -170,6 +170,8 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     for label, value in (("partition", partition), ("account", account), ("qos", qos)):
         if value is not None and not SLURM_NAME.fullmatch(value):
             raise ConfigError(f"{label} {value!r} may only contain letters, digits and . _ + -")
+    if account is not None:
+        account = account.lower()  # Slurm records account names in lower case (verified on 22.05)
     name = spec.name or _name_from_image(spec.image)
     provenance["name"] = JOB if spec.name else "derived from image"
     bad = uncarriable(name)

@@ -60,8 +60,9 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
     shutil.copy2(ROOT / "site-configs" / "dev-cluster.yaml", config / "site.yaml")
     subprocess.run(["chown", "-R", f"{user}:", str(Path(home) / ".config")], check=True)
 
-    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        env = {**base_env, **({"PYTHONPATH": extra_path} if extra_path else {})}
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        # env: more variables for the user's login environment (SBATCH_PARTITION, APPTAINER_BIND …)
+        env = {**base_env, **(env or {}), **({"PYTHONPATH": extra_path} if extra_path else {})}
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
                 python, "-m", "hpcjobs", *args]
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
