@@ -14,6 +14,9 @@ reader; the same code in 24.11) and the real sbatch on the dev cluster:
   is silently dropped.
 * Environment variables (``SBATCH_PARTITION``, ``SBATCH_TIMELIMIT`` …) override directives.
 
+24.11 reads one thing differently: outside quotes, a backslash before a space keeps the space in the
+word (22.05 ends the word there). hpcjobs never writes that: a value with a space is quoted.
+
 So hpcjobs writes one option per directive, as ``--name=value`` with the value quoted where it
 must be, refuses values no directive can carry (control characters), reads every line back with
 :func:`sbatch_words` before it is used, and runs sbatch without Slurm's input variables

@@ -264,8 +264,9 @@ class Policy(StrictModel):
 
 # apptainer 1.4.5 action flags that take a host path (cmd/internal/cli/action_flags.go), and the
 # global --config (an unprivileged installation reads the user's apptainer.conf, bind paths included)
-_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount", "containlibs", "config"})
-_MOUNT_SHORT = frozenset("BHoW")
+_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "scratch", "fusemount", "containlibs",
+                          "config"})  # fmt: skip
+_MOUNT_SHORT = frozenset("BHoWS")
 
 
 def is_within(path: str, top: str) -> bool:
