@@ -17,6 +17,7 @@ from hpcjobs.directives import (
     render_option,
     sbatch_words,
     slurm_input_vars,
+    uncarriable,
 )
 from hpcjobs.errors import ConfigError
 from hpcjobs.plugins import get_launcher, get_runtime
@@ -68,7 +69,11 @@ def container_env_value(value: str) -> str:
 
 
 def directive_value(value: str) -> str:
-    """``value`` as one word of an ``#SBATCH`` line (sbatch's own quoting, see hpcjobs.directives)."""
+    """``value`` as one word of an ``#SBATCH`` line (sbatch's own quoting, see hpcjobs.directives);
+    a value no directive can carry (a control character) is refused."""
+    bad = uncarriable(value)
+    if bad is not None:
+        raise ConfigError(f"{value!r} {bad}, which an #SBATCH line cannot carry")
     return quote_value(value)
 
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hpcjobs import ContainerJob
-from hpcjobs.config import load_site
+from hpcjobs.config import load_site, load_site_text
 from hpcjobs.errors import HpcjobsError, SchedulerError
 from hpcjobs.render import RUNTIME_PATH_ENV_KEYS, render
 from hpcjobs.resolve import ResolvedJob, resolve
@@ -100,26 +100,36 @@ def _set_login_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-names = st.one_of(directive_text, st.sampled_from(["a b\\", 'say "hi"', "#1", "x'y", "é ü", "-t5", "hetjob"]))
-outputs = directive_text.map(lambda s: s.replace("%", "") + ".out")  # no %-patterns: compared literally
-extras = st.lists(st.one_of(directive_text, st.sampled_from(["--exclusive", "--constraint=", "-H"])), max_size=2)
+# mostly values hpcjobs should carry (so that Slurm is asked), sometimes anything at all
+carriable = st.text(st.sampled_from(list(" \"'\\#=-:,;$`*?aZ09./_é\u00a0\u2028")), min_size=1, max_size=16)
+names = st.one_of(carriable, directive_text, st.sampled_from(["a b\\", 'say "hi"', "#1", "-t5", "hetjob", "x -p gpu"]))
+outputs = st.one_of(carriable, directive_text).map(lambda s: s.replace("%", "") + ".out")  # compared literally
+ok_extras = st.one_of(
+    st.sampled_from(["--exclusive", "-H", "--mail-type=END", "--constraint=", "--comment=x", "--part=gpu"]),
+    carriable.map(lambda s: "--mail-user=" + s), carriable.map(lambda s: "--" + s),
+)
+extras = st.lists(st.one_of(ok_extras, ok_extras, directive_text), max_size=2)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    name=names, output=outputs, extra=extras, gpu=st.booleans(), time_min=st.integers(1, 1500),
-    account=st.sampled_from([None, "proj", "Proj.X+1", "proj\n", "a b"]),
+    name=names, output=outputs, extra=extras, site_extra=st.lists(ok_extras, max_size=1), gpu=st.booleans(), time_min=st.integers(1, 1500),
+    account=st.sampled_from([None, "proj", "Proj.X+1", "proj\n", "a b"]), via_set=st.booleans(),
 )  # fmt: skip
 def test_property_slurm_records_what_explain_shows(
-    cluster: Cluster, job_dir: Path, held: list[str], monkeypatch: pytest.MonkeyPatch,
-    name: str, output: str, extra: list[str], gpu: bool, time_min: int, account: str | None,
+    cluster: Cluster, job_dir: Path, held: list[str], monkeypatch: pytest.MonkeyPatch, name: str, output: str,
+    extra: list[str], site_extra: list[str], gpu: bool, time_min: int, account: str | None, via_set: bool,
 ) -> None:  # fmt: skip
+    """Job spec, --set overrides, the site's sbatch list and the login environment, all hostile."""
     _set_login_env(monkeypatch)
-    site = load_site(DEV_SITE)
+    data = yaml.safe_load(DEV_SITE.read_text())
+    data["partitions"]["gpu" if gpu else "cpu"]["sbatch"] = site_extra
     fields = {"image": cluster.image("tiny_sif"), "name": name, "output": output, "extra_sbatch": extra,
               "time_min": time_min, "account": account, "partition": "gpu" if gpu else "cpu"}  # fmt: skip
+    overrides = {k: fields.pop(k) for k in ("name", "output", "time_min")} if via_set else {}
     try:
-        job = resolve(JobSpec.model_validate(fields), site)
+        site = load_site_text(yaml.safe_dump(data), "site.yaml")
+        job = resolve(JobSpec.model_validate(fields), site, overrides)
         script = render(job)
     except (HpcjobsError, ValueError):  # refused before submission (a pydantic error is a ValueError)
         event("refused by hpcjobs")
