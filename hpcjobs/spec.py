@@ -48,7 +48,9 @@ class JobSpec(StrictModel):
     )
     account: str | None = None
     qos: str | None = None
-    extra_sbatch: list[str] = Field(default_factory=list, description="More sbatch options, e.g. --exclusive.")
+    extra_sbatch: list[str] = Field(
+        default_factory=list, description="More sbatch options, one per entry: --name, --name=value or -x."
+    )
     runtime_flags: list[str] = Field(default_factory=list, description="Extra container runtime flags.")
     cleanenv: bool | None = Field(None, description="Start the container with a clean environment.")
     output: str | None = Field(None, description="Log file (Slurm filename pattern); default hpcjobs-%x-%j.out.")

@@ -152,7 +152,8 @@ class Settings(StrictModel):
     )
     env: SiteEnv = Field(default_factory=dict, description="Environment inside every container.")
     sbatch: list[str] = Field(
-        default_factory=list, description="Extra sbatch options, e.g. --exclusive, written as directives."
+        default_factory=list,
+        description="Extra sbatch options, one per entry (--name, --name=value or -x), e.g. --exclusive.",
     )
     time_min: PosInt | None = Field(None, description="Default wall time in minutes.")
     mem_gb: PosFloat | None = Field(None, description="Default memory per node in GB.")
@@ -206,7 +207,8 @@ class Policy(StrictModel):
     always write an sbatch script by hand. Enforce hard limits in Slurm and apptainer.conf."""
 
     deny_bind_sources: list[str] = Field(
-        default_factory=list, description="Host paths (and everything below them) users may not bind."
+        default_factory=list,
+        description="Host paths users may not bind: each, everything below it and every directory above it.",
     )
     locked: list[str] = Field(
         default_factory=list,
@@ -251,9 +253,9 @@ class Policy(StrictModel):
     @staticmethod
     def mounts_host_path(flag: str) -> bool:
         """Whether a container runtime flag makes a host path appear in the container
-        (``--bind``, ``--mount``, ``--home``, ``--overlay``, ``--workdir``, ``--fusemount`` and
-        their short forms, also combined, as in ``-cB /etc``); such flags would get around
-        ``deny_bind_sources``."""
+        (``--bind``, ``--mount``, ``--home``, ``--overlay``, ``--workdir``, ``--scratch``,
+        ``--fusemount``, ``--containlibs``, ``--config`` and the short forms, also combined, as in
+        ``-cB /etc``); such flags would get around ``deny_bind_sources``."""
         if flag.startswith("--"):
             return flag[2:].split("=", 1)[0] in _MOUNT_FLAGS
         if flag.startswith("-"):
