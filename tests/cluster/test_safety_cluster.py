@@ -113,7 +113,8 @@ extras = st.lists(st.one_of(ok_extras, ok_extras, directive_text), max_size=2)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    name=names, output=outputs, extra=extras, site_extra=st.lists(ok_extras, max_size=1), gpu=st.booleans(), time_min=st.integers(1, 1500),
+    name=names, output=outputs, extra=extras, site_extra=st.lists(ok_extras, max_size=1), gpu=st.booleans(),
+    time_min=st.integers(1, 1500),
     account=st.sampled_from([None, "proj", "Proj.X+1", "proj\n", "a b"]), via_set=st.booleans(),
 )  # fmt: skip
 def test_property_slurm_records_what_explain_shows(
