@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hpcjobs import ContainerJob
 from hpcjobs.config import load_site, load_site_text
 from hpcjobs.errors import HpcjobsError, SchedulerError
+from hpcjobs.directives import sbatch_words
 from hpcjobs.render import RUNTIME_PATH_ENV_KEYS, render
 from hpcjobs.resolve import ResolvedJob, resolve
 from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
@@ -76,6 +77,7 @@ def _held(submitted: list[str]) -> RecordingRunner:
 
 
 def _assert_recorded_as_explained(job: ResolvedJob, job_id: str, cwd: Path) -> None:
+    """Every field hpcjobs writes, as Slurm recorded it (dev cluster: GPUs as --gpus=N, one node)."""
     rec = _record(job_id)
     assert rec["JobName"] == job.name
     assert rec["Partition"] == job.partition
@@ -84,7 +86,20 @@ def _assert_recorded_as_explained(job: ResolvedJob, job_id: str, cwd: Path) -> N
                                           job.name)  # fmt: skip
     assert rec["Account"] == (job.account or "(null)")
     assert rec["NumNodes"].split("-")[0] == str(job.nodes) and rec["NumTasks"] == str(job.ntasks)
-    assert rec["Dependency"] == "(null)" and rec["Comment"].startswith("hpcjobs:")
+    assert rec.get("TresPerJob") == (f"gres:gpu:{job.gpus}" if job.gpus else None)
+    assert rec.get("ArrayTaskId") == job.array
+    assert rec["Dependency"] == (f"{job.dependency}(unfulfilled)" if job.dependency else "(null)")
+    assert rec["Comment"].startswith("hpcjobs:")
+
+
+@pytest.fixture(scope="module")
+def dep_target(cluster: Cluster) -> Iterator[str]:
+    """A held job of ours, for dependencies to point at."""
+    r = subprocess.run(["sbatch", "--parsable", "--hold", "--time=1", "--chdir=/tmp", "--output=/dev/null"],
+                       input="#!/bin/sh\ntrue\n", text=True, capture_output=True, check=True)  # fmt: skip
+    job_id = r.stdout.strip()
+    yield job_id
+    subprocess.run(["scancel", job_id], check=False)
 
 
 @pytest.fixture
@@ -93,6 +108,17 @@ def held(cluster: Cluster) -> Iterator[list[str]]:
     yield submitted
     if submitted:  # only the jobs this test submitted
         subprocess.run(["scancel", *submitted], check=False)
+
+
+def _explained_options(explained: str) -> dict[str, str]:
+    """--option → value of every #SBATCH line of a script, cut into words as sbatch does."""
+    out: dict[str, str] = {}
+    for line in explained.split("\n"):  # sbatch's lines end at \n only (str.splitlines also splits at U+2028)
+        if line.startswith("#SBATCH "):
+            for word in sbatch_words(line.removeprefix("#SBATCH")):
+                key, _, value = word.partition("=")
+                out[key] = value
+    return out
 
 
 def _set_login_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,17 +142,21 @@ extras = st.lists(st.one_of(ok_extras, ok_extras, directive_text), max_size=2)
     name=names, output=outputs, extra=extras, site_extra=st.lists(ok_extras, max_size=1), gpu=st.booleans(),
     time_min=st.integers(1, 1500),
     account=st.sampled_from([None, "proj", "Proj.X+1", "proj\n", "a b"]), via_set=st.booleans(),
+    gpus=st.integers(0, 3), array=st.sampled_from([None, "0-3%2", "1,3", "2-4,7", "0-3\n", "1;2"]),
+    dep=st.sampled_from([None, "afterok:{}", "afterany:{}", "afterok:{}\n", "afterok:{} -p gpu"]),
 )  # fmt: skip
 def test_property_slurm_records_what_explain_shows(
-    cluster: Cluster, job_dir: Path, held: list[str], monkeypatch: pytest.MonkeyPatch, name: str, output: str,
-    extra: list[str], site_extra: list[str], gpu: bool, time_min: int, account: str | None, via_set: bool,
+    cluster: Cluster, job_dir: Path, held: list[str], dep_target: str, monkeypatch: pytest.MonkeyPatch,
+    name: str, output: str, extra: list[str], site_extra: list[str], gpu: bool, time_min: int,
+    account: str | None, via_set: bool, gpus: int, array: str | None, dep: str | None,
 ) -> None:  # fmt: skip
     """Job spec, --set overrides, the site's sbatch list and the login environment, all hostile."""
     _set_login_env(monkeypatch)
     data = yaml.safe_load(DEV_SITE.read_text())
     data["partitions"]["gpu" if gpu else "cpu"]["sbatch"] = site_extra
     fields = {"image": cluster.image("tiny_sif"), "name": name, "output": output, "extra_sbatch": extra,
-              "time_min": time_min, "account": account, "partition": "gpu" if gpu else "cpu"}  # fmt: skip
+              "time_min": time_min, "account": account, "partition": "gpu" if gpu else "cpu", "gpus": gpus,
+              "array": array, "dependency": dep.format(dep_target) if dep else None}  # fmt: skip
     overrides = {k: fields.pop(k) for k in ("name", "output", "time_min")} if via_set else {}
     try:
         site = load_site_text(yaml.safe_dump(data), "site.yaml")
@@ -135,9 +165,12 @@ def test_property_slurm_records_what_explain_shows(
     except (HpcjobsError, ValueError):  # refused before submission (a pydantic error is a ValueError)
         event("refused by hpcjobs")
         return
-    explained = render(job, explain=True, environ=os.environ)
-    for opt in (f"--partition={job.partition} ", f"--time={job.time_min} "):
-        assert f"#SBATCH {opt}" in explained
+    # what --explain shows, read the way sbatch reads it, is what the job says ...
+    shown = _explained_options(render(job, explain=True, environ=os.environ))
+    assert (shown["--job-name"], shown["--partition"], shown["--time"], shown["--output"]) == (
+        job.name, job.partition, str(job.time_min), job.output)
+    assert shown.get("--account") == job.account and shown.get("--array") == job.array
+    assert shown.get("--dependency") == job.dependency and shown.get("--gpus") == (str(gpus) if gpus else None)
     before = len(held)
     try:
         job_id = SlurmCli(_held(held), retries=0).submit(script, cwd=str(job_dir))
@@ -146,6 +179,7 @@ def test_property_slurm_records_what_explain_shows(
         event("refused by sbatch")
         return
     event("submitted and compared")
+    # ... and what Slurm recorded
     assert len(held) == before + 1 and held[-1] == job_id
     _assert_recorded_as_explained(job, job_id, job_dir)
 
