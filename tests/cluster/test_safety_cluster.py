@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from hpcjobs import ContainerJob
 from hpcjobs.config import load_site, load_site_text
-from hpcjobs.errors import HpcjobsError, SchedulerError
 from hpcjobs.directives import sbatch_words
+from hpcjobs.errors import HpcjobsError, SchedulerError
 from hpcjobs.render import RUNTIME_PATH_ENV_KEYS, render
 from hpcjobs.resolve import ResolvedJob, resolve
 from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
