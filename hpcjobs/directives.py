@@ -137,25 +137,30 @@ def option_problem(opt: str) -> str | None:
         return f"{opt!r} {bad}"
     if not opt.startswith("-"):
         return f"{opt!r} is not an option (must start with '-')"
+    managed = managed_option(opt)  # -t, -t5, -t 5, --time=5, --ti=5
+    if managed is not None:
+        return f"{opt!r} sets {managed}, which {_why(managed[2:])}"
     m = _LONG.match(opt)
-    if m is not None:
-        name = m.group("name")
-        managed = sorted(full for full in MANAGED_LONG if full.startswith(name))
-        if managed:
-            full = name if name in managed else managed[0]
-            return f"{opt!r} sets --{full}, which {_why(full)}"
-        if m.end() == len(opt):
-            return None
-    elif opt[:2] != "--" and len(opt) > 1:
-        full = MANAGED_SHORT.get(opt[1])
-        if full is not None:  # -t, -t5, -t 5
-            return f"{opt!r} sets --{full}, which {_why(full)}"
-        if _SHORT.fullmatch(opt):
-            return None
+    if (m is not None and m.end() == len(opt)) or _SHORT.fullmatch(opt):
+        return None
     return (
         f"{opt!r} is not one option: write each as its own entry, --name or --name=value "
         "(a short option only alone, without a value, e.g. -H)"
     )
+
+
+def managed_option(opt: str) -> str | None:
+    """The managed long option (``--time``) that ``opt`` sets or abbreviates, or None."""
+    m = _LONG.match(opt)
+    if m is not None:
+        name = m.group("name")
+        if name in MANAGED_LONG:
+            return f"--{name}"
+        managed = sorted(full for full in MANAGED_LONG if full.startswith(name))
+        return f"--{managed[0]}" if managed else None
+    if opt[:2] != "--" and len(opt) > 1 and opt[1] in MANAGED_SHORT:
+        return f"--{MANAGED_SHORT[opt[1]]}"
+    return None
 
 
 def _why(full: str) -> str:
@@ -177,6 +182,9 @@ def render_option(opt: str) -> str:
 
 def checked_directive(option: str, value: str | None = None) -> str:
     """``--option=value`` for an ``#SBATCH`` line, verified to read back as that one word."""
+    named = _LONG.fullmatch(option) is not None and "=" not in option
+    if not (named or (value is None and _SHORT.fullmatch(option))):
+        raise ConfigError(f"{option!r} is not an sbatch option name (--name, or -x without a value)")
     if value is None:
         text, want = option, option
     else:

@@ -24,9 +24,10 @@ from hpcjobs import ContainerJob
 from hpcjobs.config import load_site, load_site_text
 from hpcjobs.directives import sbatch_words
 from hpcjobs.errors import HpcjobsError, SchedulerError
-from hpcjobs.render import RUNTIME_PATH_ENV_KEYS, render
+from hpcjobs.render import render
 from hpcjobs.resolve import ResolvedJob, resolve
 from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
+from hpcjobs.runtimes.apptainer import RUNTIME_PATH_ENV_KEYS
 from hpcjobs.schedulers.slurm_cli import SlurmCli, expand_stdout, scontrol_fields
 from hpcjobs.spec import JobSpec
 from tests.cluster.test_user_cli import UserCli, user_cli  # noqa: F401  (fixture)
