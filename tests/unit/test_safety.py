@@ -147,3 +147,16 @@ def test_non_utf8_job_file_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_hpcjobs_error_root() -> None:
     assert issubclass(PolicyViolation, HpcjobsError) and issubclass(ConfigError, HpcjobsError)
+
+
+def test_every_directive_of_a_plan_is_checked_plugin_ones_too() -> None:
+    from hpcjobs.plugin_api import Directive, LaunchPlan
+    from hpcjobs.render import render_plan
+
+    ok = LaunchPlan(directives=[Directive("--mail-user", 'a b"c\\'), Directive("--exclusive", None)])
+    text = render_plan(ok)
+    assert '#SBATCH --mail-user="a b\\"c\\\\"\n#SBATCH --exclusive\n' in text
+    for bad in (Directive("-t", "5"), Directive("--x y", None), Directive("--mail-user", "a\rb"),
+                Directive("--a=b", "c"), Directive("x", None)):  # fmt: skip
+        with pytest.raises(ConfigError):
+            render_plan(LaunchPlan(directives=[bad]))
