@@ -94,7 +94,7 @@ class FakeKubectl:
                 return Completed(call.argv, 1, "", "error: current-context is not set\n")
             return Completed(call.argv, 0, "lab\n", "")
         if argv[0] == "create":
-            doc = yaml.safe_load(call.input_text or "")
+            doc = json.loads(call.input_text or "")
             name = doc["metadata"]["name"]
             if name in self.created:
                 return Completed(call.argv, 1, "", f'Error from server (AlreadyExists): jobs.batch "{name}" already '
@@ -118,7 +118,9 @@ def test_submit_status_logs_through_the_runner(k8s_site: SiteConfig) -> None:
     text = target.render(job)
     assert target.submit(job, text, runner) == "sim"
     assert runner.argvs() == [tuple(GOLDEN_ARGV["check"]), tuple(GOLDEN_ARGV["submit"])]
-    assert runner.calls[1].input_text == text  # the manifest on stdin, exactly as rendered
+    # the rendered manifest's data on stdin, as ASCII JSON
+    assert json.loads(runner.calls[1].input_text or "") == yaml.safe_load(text)
+    assert (runner.calls[1].input_text or "").isascii()
     assert fake.created["sim"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["echo", "$$(HOME)"]
     # a second submit of the same name is refused by the API, not silently a no-op (kubectl apply would be)
     with pytest.raises(HpcjobsError, match="AlreadyExists"):

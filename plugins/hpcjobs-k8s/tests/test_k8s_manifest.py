@@ -13,6 +13,8 @@ import yaml
 from hpcjobs_k8s.manifest import MAX_NAME, job_name, k8s_literal
 from hpcjobs_k8s.settings import DNS_LABEL
 from hpcjobs_k8s.target import KubernetesTarget
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hpcjobs.config.loader import load_site_text
 from hpcjobs.config.site import SiteConfig
@@ -24,7 +26,8 @@ from hpcjobs.spec import JobSpec
 GOLDEN = Path(__file__).parent / "golden"
 K8S_VERSION = "1.33.0"  # the schemas the manifests must satisfy (kubernetes-validate pinned in [test])
 HOSTILE = ["a b", "it's", 'say "hi"', "$HOME", "$(HOME)", "$$(HOME)", "$$", "`id`", "; echo pwned", "x\ny",
-           "tab\there", "", "yes", "0123", "1:20", "~", "null", "- item", "#c", "ünï©ødé", "\\", "{a: b}"]  # fmt: skip
+           "tab\there", "", "yes", "0123", "1:20", "~", "null", "- item", "#c", "ünï©ødé", "\\", "{a: b}",
+           "nel\x85x", "ls\u2028x"]  # fmt: skip
 
 
 def render(spec: JobSpec, site: SiteConfig, **sets: Any) -> str:
@@ -217,3 +220,16 @@ def test_resolved_job_is_the_slurm_paths(k8s_site: SiteConfig) -> None:
     job: ResolvedJob = resolve(CASES["gpu-entrypoint-binds"], k8s_site)
     assert job.entrypoint_len == 2 and job.mode == "exec"
     assert container(doc_of(CASES["gpu-entrypoint-binds"], k8s_site))["command"] == list(job.args[:2])
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=st.lists(st.text(st.characters(blacklist_characters="\0")), min_size=1, max_size=4),
+       value=st.text(st.characters(blacklist_characters="\0")))  # fmt: skip
+def test_any_text_survives_yaml_and_kubernetes_expansion(words: list[str], value: str) -> None:
+    site = load_site_text("name: t\ndefault_partition: cpu\npartitions: {cpu: {}}\n")
+    job = resolve(JobSpec(image="docker://a:1", name="p", entrypoint=words[:1], command=words[1:],
+                          env={"V": value}), site)  # fmt: skip
+    doc = yaml.safe_load(KubernetesTarget().render(job))
+    c = container(doc)
+    assert [unexpand(w) for w in c["command"] + c.get("args", [])] == words
+    assert unexpand(c["env"][0]["value"]) == value

@@ -208,5 +208,6 @@ def manifest(job: ResolvedJob, settings: KubernetesSettings) -> dict[str, Any]:
 
 
 def to_yaml(doc: dict[str, Any]) -> str:
-    """YAML that reads back to ``doc`` exactly (PyYAML quotes what would read as a number or bool)."""
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True, width=2**30)
+    """ASCII YAML that reads back to ``doc`` exactly (PyYAML quotes what would read as a number or bool)."""
+    # allow_unicode would write U+0085 (NEL) raw, which reads back as a line break: escape non-ASCII
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False, width=2**30)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import yaml
 
 from hpcjobs.errors import HpcjobsError
 from hpcjobs.plugin_api import ResolvedJob, TargetStatus
@@ -30,8 +33,11 @@ class KubernetesTarget:
 
     def submit(self, job: ResolvedJob, text: str, runner: Any) -> str:
         settings = settings_of(job.plugin_settings)
+        # the rendered manifest's data, sent as ASCII JSON: no YAML 1.1/1.2 reading differences
+        # between PyYAML and kubectl's parser can change a value on the way
+        payload = json.dumps(yaml.safe_load(text))
         _run(runner, kubectl.check_argv(settings), "kubectl config current-context (is there a kubeconfig?)")
-        out = _run(runner, kubectl.submit_argv(settings), "kubectl create", input_text=text)
+        out = _run(runner, kubectl.submit_argv(settings), "kubectl create", input_text=payload)
         return kubectl.parse_submit(out)
 
     def status(
