@@ -5,10 +5,15 @@ cluster runs in CI; this checks what reaches the program, not what a cluster doe
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 HERE = Path(__file__).parent
@@ -35,7 +40,25 @@ else:
 '''
 
 
-def test_submit_status_logs_through_a_kubectl_program(tmp_path: Path) -> None:
+def _has_user(name: str) -> bool:
+    return subprocess.run(["id", name], capture_output=True, check=False).returncode == 0
+
+
+# as root (CI), also as the unprivileged test user of the dev cluster, as a researcher would run it
+USERS = [None] + (["hpctest"] if os.geteuid() == 0 and _has_user("hpctest") else [])
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="hpcjobs-k8s-", dir="/tmp"))
+    path.chmod(0o777)  # the test user writes the fake's call log here
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("user", USERS, ids=lambda u: u or "self")
+def test_submit_status_logs_through_a_kubectl_program(shared_dir: Path, user: str | None) -> None:
+    tmp_path = shared_dir
     log = tmp_path / "calls.jsonl"
     fake = tmp_path / "kubectl"
     fake.write_text(FAKE.format(python=sys.executable, log=str(log)))
@@ -45,13 +68,16 @@ def test_submit_status_logs_through_a_kubectl_program(tmp_path: Path) -> None:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(yaml.safe_dump(site))
     job_file = tmp_path / "job.yaml"
+    for f in (site_file, job_file):
+        f.touch(mode=0o644)
     hostile = "$(HOME) 'q' \"d\" ; echo x\nline2 \x85"
     job_file.write_text(yaml.safe_dump({"image": "docker://python:3.12", "name": "sim",
                                         "command": ["python", "-c", hostile], "env": {"V": hostile}}))
 
     def hpcjobs(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(HPCJOBS), "--site", str(site_file), *args], capture_output=True, text=True,
-                              check=False, timeout=120)  # fmt: skip
+        prefix = ["runuser", "-u", user, "--"] if user else []
+        return subprocess.run([*prefix, str(HPCJOBS), "--site", str(site_file), *args], capture_output=True,
+                              text=True, check=False, timeout=120, cwd=tmp_path)  # fmt: skip
 
     sub = hpcjobs("submit", str(job_file), "--target", "k8s")
     assert (sub.returncode, sub.stdout, sub.stderr) == (0, "sim\n", "")
