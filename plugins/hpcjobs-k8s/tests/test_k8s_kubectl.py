@@ -27,7 +27,8 @@ SITE = str(HERE / "site.yaml")
 GOLDEN_ARGV = {
     "check": ["kubectl", "config", "current-context"],
     "submit": ["kubectl", "--namespace=research", "create", "--filename=-", "--output=name"],
-    "status": ["kubectl", "--namespace=research", "get", "job/sim", "job/sweep", "--output=json"],
+    "status": ["kubectl", "--namespace=research", "get", "job/sim", "job/sweep", "--ignore-not-found",
+               "--output=json"],
     "logs": ["kubectl", "--namespace=research", "logs", "--selector=job-name=sim", "--all-containers", "--prefix",
              "--tail=-1", "--max-log-requests=100"],
 }  # fmt: skip
@@ -78,6 +79,8 @@ def test_status_of_several_jobs_is_one_query_answered_as_a_list() -> None:
     out = json.dumps({"kind": "List", "items": [_job("a", {"active": 1}), _job("b", {}, suspend=True)]})
     states = kubectl.parse_status(out, ["a", "b", "c"])
     assert [states[j].state for j in "abc"] == ["RUNNING", "SUSPENDED", "UNKNOWN"]
+    assert states["c"].reason == "no such Job (deleted, or in another namespace)"
+    assert kubectl.parse_status("", ["gone"])["gone"].state == "UNKNOWN"  # kubectl prints nothing then
 
 
 class FakeKubectl:
@@ -102,7 +105,7 @@ class FakeKubectl:
             self.created[name] = doc
             return Completed(call.argv, 0, f"job.batch/{name}\n", "")
         if argv[0] == "get":
-            items = [{**self.created[a.split("/", 1)[1]], "status": {"active": 1}} for a in argv[1:-1]]
+            items = [{**self.created[a.split("/", 1)[1]], "status": {"active": 1}} for a in argv[1:-2]]
             out = items[0] if len(items) == 1 else {"kind": "List", "items": items}
             return Completed(call.argv, 0, json.dumps(out), "")
         if argv[0] == "logs":

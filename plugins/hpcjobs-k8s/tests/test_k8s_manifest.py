@@ -236,3 +236,22 @@ def test_any_text_survives_yaml_and_kubernetes_expansion(words: list[str], value
     c = container(doc)
     assert [unexpand(w) for w in c["command"] + c.get("args", [])] == words
     assert unexpand(c["env"][0]["value"]) == value
+
+
+def test_site_wrappers_are_the_slurm_paths_job_wrappers_are_refused(k8s_site: SiteConfig) -> None:
+    from dataclasses import replace
+
+    job = resolve(JobSpec(image="docker://a:1"), k8s_site)
+    site_wrapped = replace(job, wrappers=("nsys",), provenance={**job.provenance, "wrappers": "site defaults"})
+    assert "command" not in container(yaml.safe_load(KubernetesTarget().render(site_wrapped)))
+    job_wrapped = replace(job, wrappers=("nsys",), provenance={**job.provenance, "wrappers": "job spec"})
+    with pytest.raises(ConfigError, match="cannot carry wrappers"):
+        KubernetesTarget().render(job_wrapped)
+
+
+def test_exec_without_the_split_runs_all_words_as_the_program(k8s_site: SiteConfig) -> None:
+    from dataclasses import replace
+
+    job = replace(resolve(JobSpec(image="docker://a:1", entrypoint=["a", "b"]), k8s_site), entrypoint_len=0)
+    c = container(yaml.safe_load(KubernetesTarget().render(job)))
+    assert c["command"] == ["a", "b"] and "args" not in c

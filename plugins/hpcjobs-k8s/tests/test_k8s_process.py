@@ -31,7 +31,7 @@ if args[-2:] == ["config", "current-context"]:
 elif "create" in args:
     print("job.batch/" + json.loads(stdin)["metadata"]["name"])
 elif "get" in args:
-    print(json.dumps({{"kind": "Job", "metadata": {{"name": args[-2].split("/")[1]}},
+    print(json.dumps({{"kind": "Job", "metadata": {{"name": args[-3].split("/")[1]}},
                       "status": {{"conditions": [{{"type": "Complete", "status": "True"}}]}}}}))
 elif "logs" in args:
     sys.stdout.write("[pod/sim-x/job] done\\n")
@@ -89,7 +89,7 @@ def test_submit_status_logs_through_a_kubectl_program(shared_dir: Path, user: st
     assert [c["argv"] for c in calls] == [
         ["config", "current-context"],
         ["--namespace=research", "create", "--filename=-", "--output=name"],
-        ["--namespace=research", "get", "job/sim", "--output=json"],
+        ["--namespace=research", "get", "job/sim", "--ignore-not-found", "--output=json"],
         ["--namespace=research", "logs", "--selector=job-name=sim", "--all-containers", "--prefix", "--tail=-1",
          "--max-log-requests=100"],
     ]  # fmt: skip

@@ -57,7 +57,7 @@ def parse_submit(stdout: str) -> str:
 
 def status_argv(settings: KubernetesSettings, job_ids: Sequence[str]) -> list[str]:
     names = [f"job/{check_job_id(j)}" for j in job_ids]
-    return [*_base(settings), "get", *names, "--output=json"]
+    return [*_base(settings), "get", *names, "--ignore-not-found", "--output=json"]
 
 
 def _state(job: Mapping[str, Any]) -> TargetStatus:
@@ -83,13 +83,16 @@ def _state(job: Mapping[str, Any]) -> TargetStatus:
 
 def parse_status(stdout: str, job_ids: Sequence[str]) -> dict[str, TargetStatus]:
     """``kubectl get -o json`` (one Job, or a List) → a status for each id asked for."""
+    if not stdout.strip():  # --ignore-not-found and none of them exists
+        stdout = '{"kind": "List", "items": []}'
     try:
         doc = json.loads(stdout)
     except json.JSONDecodeError as exc:
         raise HpcjobsError(f"kubectl get answered no JSON ({exc})") from None
     items = doc.get("items", []) if doc.get("kind") == "List" else [doc]
     found = {st.job_id: st for st in (_state(i) for i in items)}
-    return {j: found.get(j, TargetStatus(j, "UNKNOWN", None, "not in kubectl's answer")) for j in job_ids}
+    missing = "no such Job (deleted, or in another namespace)"
+    return {j: found.get(j, TargetStatus(j, "UNKNOWN", None, missing)) for j in job_ids}
 
 
 def logs_argv(settings: KubernetesSettings, job_id: str) -> list[str]:

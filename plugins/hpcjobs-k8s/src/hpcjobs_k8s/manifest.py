@@ -72,7 +72,7 @@ def _refuse_slurm_only(job: ResolvedJob) -> None:
                              range(len(job.extra_sbatch)))),
         ("runtime_flags", any(job.source(f"runtime_flags[{i}]") in _JOB_SET for i in range(len(job.runtime_flags)))),
         ("dependency", job.dependency is not None),
-        ("wrappers", bool(job.wrappers)),
+        ("wrappers", bool(job.wrappers) and job.source("wrappers") in _JOB_SET),
         ("output", job.source("output") in _JOB_SET),
         ("account", job.account is not None and job.source("account") in _JOB_SET),
         ("qos", job.qos is not None and job.source("qos") in _JOB_SET),
@@ -162,9 +162,11 @@ def _command(job: ResolvedJob) -> dict[str, Any]:
     (``command``, the job's command then goes to ``args``); a command alone replaces CMD (``args``)."""
     words = [k8s_literal(w) for w in job.args]
     if job.mode == "exec":
-        out: dict[str, Any] = {"command": words[: job.entrypoint_len]}
-        if words[job.entrypoint_len:]:
-            out["args"] = words[job.entrypoint_len:]
+        # without the split (a job not from resolve), all words are the program: the same exec semantics
+        split = job.entrypoint_len or len(words)
+        out: dict[str, Any] = {"command": words[:split]}
+        if words[split:]:
+            out["args"] = words[split:]
         return out
     return {"args": words} if words else {}
 
