@@ -125,6 +125,8 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
     if explain:
         lines.append("# --explain: '<- SOURCE' after a line says where its value came from;")
         lines.append(f"# precedence: {PRECEDENCE}.")
+        if job.site_origin:
+            lines.append(f"# site config: {comment_text(job.site_origin)}")
     lines += [f"#SBATCH {opt}{note(key)}" for opt, key in sbatch_directives(job)]
     lines.append("set -eo pipefail")
     if job.clear_bind_env:

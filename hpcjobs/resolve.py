@@ -102,6 +102,8 @@ class ResolvedJob:
     dependency: str | None = None
     # with a bind deny list, binds may only come from the spec: drop APPTAINER_BIND & co. from the login env
     clear_bind_env: bool = False
+    # set when nobody published a site config: where the discovered one is cached (render --explain)
+    site_origin: str | None = None
 
 
 class _Picker:
@@ -265,6 +267,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         gpu_type=eff.gpu.type,
         mpirun=eff.mpi.mpirun or "mpirun",
         site=site.name,
+        site_origin=site.origin,
         provenance=provenance,
         clear_bind_env=bool(site.policy.deny_bind_sources),
         dependency=dependency,

@@ -10,7 +10,15 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hpcjobs.models import (
@@ -296,6 +304,19 @@ class SiteConfig(StrictModel):
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Settings for plugins, one section per plugin."
     )
+    # where the config came from when nobody published it (see hpcjobs.config.discovered); not a key
+    _origin: str | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> str | None:
+        """``discovered from the cluster NAME (cached in FILE)`` for a discovered config, else None."""
+        return self._origin
+
+    def with_origin(self, origin: str | None) -> SiteConfig:
+        """A copy that says where it came from (shown by ``render --explain`` and ``site show``)."""
+        copy = self.model_copy()
+        copy._origin = origin
+        return copy
 
     @field_validator("name")
     @classmethod
