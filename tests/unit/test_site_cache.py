@@ -117,11 +117,13 @@ def test_untrusted_pickle_never_runs(tmp_path: Path, env: dict[str, str]) -> Non
         def __reduce__(self) -> tuple[object, tuple[str]]:
             return (os.mkdir, (str(marker),))
 
-    entry.write_bytes(b"hpcjobs-site-cache-1\n" + pickle.dumps(Boom()))
+    payload = b"hpcjobs-site-cache-1\n" + pickle.dumps(Boom())
+    entry.write_bytes(payload)
     entry.chmod(0o666)  # writable by others: as if planted
     assert load(site_file, env).name == "s1"
     assert not marker.exists()
-    entry.chmod(0o600)  # the control: the user's own file is unpickled (the payload works) ...
+    entry.write_bytes(payload)  # the control: the user's own file is unpickled (the payload works) ...
+    entry.chmod(0o600)
     assert load(site_file, env).name == "s1"  # ... and a non-SiteConfig result is still not used
     assert marker.exists()
 
