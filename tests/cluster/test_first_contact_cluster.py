@@ -125,9 +125,9 @@ def test_no_site_config_cpu_and_gpu_jobs(cluster: Cluster, job_dir: Path, fresh:
 
 
 def test_cache_reused_then_rebuilt_when_the_key_does_not_match(
-    cluster: Cluster, job_dir: Path, fresh: tuple[str, Path, Cli], tmp_path: Path
+    cluster: Cluster, job_dir: Path, fresh: tuple[str, Path, Cli]
 ) -> None:
-    user, home, run = fresh
+    _user, home, run = fresh
     cache = cached_file(home)
     r = run("site", "show", cwd=job_dir)
     assert r.returncode == 0 and r.stderr.count(NOTE) == 1, r.stderr

@@ -45,7 +45,9 @@ def spy_validation(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def test_same_bytes_hit_changed_bytes_revalidate(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_bytes_hit_changed_bytes_revalidate(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     validated = spy_validation(monkeypatch)
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE)
@@ -56,7 +58,7 @@ def test_same_bytes_hit_changed_bytes_revalidate(tmp_path: Path, env: dict[str, 
     changed = load(site_file, env)
     assert len(validated) == 2 and changed.partitions["cpu"].limits.max_nodes == 3
     site_file.write_text(SITE.replace("max_nodes: 2", "max_nodes: 0"))
-    with pytest.raises(ConfigError, match="partitions.cpu.limits.max_nodes"):
+    with pytest.raises(ConfigError, match=r"partitions\.cpu\.limits\.max_nodes"):
         load(site_file, env)  # an invalid edit is an error, never an old cached model
 
 

@@ -95,7 +95,7 @@ def test_key_from_scontrol_show_config_where_slurm_conf_is_unreadable(env: dict[
 def test_key_without_slurm_is_one_clear_error(env: dict[str, str], tmp_path: Path) -> None:
     configless = {**env, "SLURM_CONF": str(tmp_path / "nope")}
     runner = FakeSlurm({"scontrol show config": Completed(("scontrol",), 1, "", "Unable to contact slurm controller")})
-    with pytest.raises(SchedulerError, match="no site config, and Slurm cannot be asked.*Unable to contact"):
+    with pytest.raises(SchedulerError, match=r"no site config, and Slurm cannot be asked.*Unable to contact"):
         config_key(runner, configless)
 
 
