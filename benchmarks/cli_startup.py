@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,10 +56,16 @@ for n, a, b in zip(names, t, t[1:]): print(f"{n:48s} {1000 * (b - a):6.1f}")
 """
 
 
-def run_ms(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+def run_ms(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """(wall ms, CPU ms of the child and its children, stdout). CPU time is what the process itself
+    costs; it varies far less than wall time on a shared machine whose load comes and goes."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, check=True)
-    return (time.perf_counter() - t0) * 1000, r.stdout.strip()
+    wall = (time.perf_counter() - t0) * 1000
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) * 1000
+    return wall, cpu, r.stdout.strip()
 
 
 def main() -> None:
@@ -97,22 +104,28 @@ def main() -> None:
             variants["baseline submit"] = (variants["hpcjobs submit"][0], base_env)
             variants["baseline render"] = (variants["hpcjobs render"][0], base_env)
         times: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         for round_no in range(opts.runs + 1):
             for name, (argv, child_env) in variants.items():
-                ms, out = run_ms(argv, child_env, work)
+                ms, cpu_ms, out = run_ms(argv, child_env, work)
                 if name.endswith("submit") or name == "raw sbatch":
                     ids.append(out.split(";")[0])
                 if round_no:  # round 0 warms bytecode and the site config cache
                     times[name].append(ms)
+                    cpu[name].append(cpu_ms)
         med = {name: statistics.median(v) for name, v in times.items()}
-        print(f"medians of {opts.runs} interleaved rounds (ms), site cache {'off' if opts.no_site_cache else 'on'}:")
-        for name, value in med.items():
-            print(f"  {name:16s} {value:7.1f}")
-        print(f"hpcjobs submit - raw sbatch: {med['hpcjobs submit'] - med['raw sbatch']:.1f} ms (goal <= 150)")
-        print(f"hpcjobs render:              {med['hpcjobs render']:.1f} ms (goal <= 150)")
+        med_cpu = {name: statistics.median(v) for name, v in cpu.items()}
+        load = os.getloadavg()[0]
+        print(f"medians of {opts.runs} interleaved rounds, site cache {'off' if opts.no_site_cache else 'on'}, "
+              f"load average {load:.1f} on {os.cpu_count()} CPUs:")
+        print(f"  {'':16s} {'wall ms':>8s} {'CPU ms':>8s}")
+        for name in variants:
+            print(f"  {name:16s} {med[name]:8.1f} {med_cpu[name]:8.1f}")
+        print(f"hpcjobs submit - raw sbatch: {med['hpcjobs submit'] - med['raw sbatch']:.1f} ms wall (goal <= 150)")
+        print(f"hpcjobs render:              {med['hpcjobs render']:.1f} ms wall (goal <= 150)")
         if opts.baseline_src:
-            print(f"baseline submit - raw sbatch: {med['baseline submit'] - med['raw sbatch']:.1f} ms; "
-                  f"baseline render: {med['baseline render']:.1f} ms")
+            print(f"baseline submit - raw sbatch: {med['baseline submit'] - med['raw sbatch']:.1f} ms wall; "
+                  f"baseline render: {med['baseline render']:.1f} ms wall")
         if opts.phases:
             print("\nphases of one in-process submit (ms, bytecode cached):")
             subprocess.run([python, "-c", PHASES, str(job_yaml), str(SITE_PATH)], env=env, cwd=work, check=True)

@@ -100,6 +100,8 @@ def store(key: str, site: SiteConfig, env: Mapping[str, str] | None = None) -> N
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private_dir(folder):
             return
+        for name in site.partitions:  # pickled along: a hit then builds no Partition validators
+            site.effective(name)
         payload = _FORMAT + b"\n" + pickle.dumps(site, protocol=pickle.HIGHEST_PROTOCOL)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pickle")
         try:

@@ -379,9 +379,16 @@ class SiteConfig(StrictModel):
 
     def effective(self, partition: str) -> Partition:
         """The partition's settings laid over the site defaults (scalars replace; lists, maps add)."""
-        part = self.partitions[partition]
-        merged = _layer(self.defaults.model_dump(exclude_unset=True), part.model_dump(exclude_unset=True))
-        return Partition.model_validate(merged)
+        # Worked out once per partition and kept in the instance (not a field: equality, dumps and
+        # the schema ignore it); the validated-config cache pickles it along, so a cached config
+        # never builds the Partition validators (hpcjobs.config.cache).
+        done: dict[str, Partition] = self.__dict__.setdefault("_effective", {})
+        found = done.get(partition)
+        if found is None:
+            part = self.partitions[partition]
+            merged = _layer(self.defaults.model_dump(exclude_unset=True), part.model_dump(exclude_unset=True))
+            found = done[partition] = Partition.model_validate(merged)
+        return found
 
     def partition_source(self, partition: str, dotted: str) -> str | None:
         """Where an effective setting comes from: 'partition' or 'site', or None when unset."""

@@ -164,3 +164,36 @@ def test_key_covers_the_bytes_and_the_versions(monkeypatch: pytest.MonkeyPatch) 
     assert cache.site_key(b"x") == a and cache.site_key(b"y") != a
     monkeypatch.setattr(hpcjobs._version, "__version__", "99.0")
     assert cache.site_key(b"x") != a
+
+
+def test_a_hit_builds_no_site_config_validators(tmp_path: Path, env: dict[str, str]) -> None:
+    """What the cache is for (checked by what was built, not by timing): a fresh process that finds
+    the validated config builds neither SiteConfig's nor Partition's validators to render a job."""
+    import json
+    import subprocess
+    import sys
+
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(SITE)
+    probe = (
+        "import json, sys\n"
+        "from hpcjobs.config.loader import SiteSource, load_site_source\n"
+        "from hpcjobs.config.site import Partition, SiteConfig\n"
+        "from hpcjobs.jobfile import load_job_text\n"
+        "from hpcjobs.render import render\n"
+        "from hpcjobs.resolve import resolve\n"
+        "site = load_site_source(SiteSource(__import__('pathlib').Path(sys.argv[1]), '--site'))\n"
+        "script = render(resolve(load_job_text('image: /x.sif\\ncommand: [hi]\\n'), site))\n"
+        "print(json.dumps([SiteConfig.__pydantic_complete__, Partition.__pydantic_complete__, 'hi' in script]))\n"
+    )
+    child_env = {**os.environ, **env}
+    child_env.pop(cache.DISABLE_VAR, None)
+
+    def built() -> list[bool]:
+        out = subprocess.run([sys.executable, "-c", probe, str(site_file)], env=child_env, capture_output=True,
+                             text=True, check=True).stdout
+        result: list[bool] = json.loads(out)
+        return result
+
+    assert built() == [True, True, True]  # a miss validates (and fills the cache)
+    assert built() == [False, False, True]  # a hit: nothing of the site config's models was built
