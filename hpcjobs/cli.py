@@ -6,7 +6,6 @@ Sub-command modules are imported only when used, so ``hpcjobs --help`` stays fas
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -156,6 +155,8 @@ def submit(
     poll_s: float,
 ) -> None:
     """Submit JOB_FILE; print the job id."""
+    import json
+
     from hpcjobs.jobfile import load_job_file
 
     job = load_job_file(job_file).submit(_site_path(ctx, site_path), parse_sets(sets))
@@ -177,6 +178,8 @@ def submit(
 @click.option("--json", "as_json", is_flag=True)
 def status(job_ids: tuple[str, ...], as_json: bool) -> None:
     """Show the state of jobs (one Slurm query for all of them)."""
+    import json
+
     from hpcjobs.schedulers import get_scheduler
 
     result = get_scheduler().status(list(job_ids))
@@ -197,6 +200,8 @@ def status(job_ids: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 def wait(ctx: click.Context, job_id: str, poll_s: float, timeout_s: float | None, as_json: bool) -> None:
     """Wait for a job to end; exit with its exit code."""
+    import json
+
     from hpcjobs.schedulers import get_scheduler
 
     st = get_scheduler().wait([job_id], poll_s=poll_s, timeout_s=timeout_s)[job_id]
