@@ -64,9 +64,12 @@ class Discovered:
     path: Path
     key: ConfigKey
     rediscovered: bool  # False: the cached file was reused
+    text: str | None = None  # set when the file could not be written: use this text instead
 
     @property
     def origin(self) -> str:
+        if self.text is not None:
+            return f"{ORIGIN} {self.key.cluster} (not cached: {self.path} cannot be written)"
         return f"{ORIGIN} {self.key.cluster}, cached in {self.path}"
 
 
@@ -120,20 +123,28 @@ def discovered_site(
     if _cached_key(path, now_s) == key.digest:
         return Discovered(path, key, rediscovered=False)
     text = _discover_text(runner, key)
-    _write_private(folder, path, text)
-    found = Discovered(path, key, rediscovered=True)
+    problem = _write_private(folder, path, text)
+    found = Discovered(path, key, rediscovered=True, text=text if problem else None)
     _log.warning(
-        "note: no site config is published here; using the one %s %s, cached in %s "
-        "(hpcjobs site show explains it; a published site config takes precedence)",
-        ORIGIN, key.cluster, path,
+        "note: no site config is published here; using the one %s "
+        "(hpcjobs site show explains it; a published site config takes precedence)%s",
+        found.origin, f"; {problem}" if problem else "",
     )
     return found
 
 
 def _discover_text(runner: Runner | None, key: ConfigKey) -> str:
+    from hpcjobs.config.loader import ENV_VAR, SYSTEM_PATH, USER_PATH
+    from hpcjobs.errors import ConfigError, HpcjobsError
     from hpcjobs.site.discover import discover
 
-    draft = discover(runner)
+    try:
+        draft = discover(runner)
+    except HpcjobsError as exc:
+        raise ConfigError(
+            f"no site config (pass --site PATH, set ${ENV_VAR}, or install {USER_PATH} or {SYSTEM_PATH}), "
+            f"and discovering one from the cluster failed: {exc}"
+        ) from exc
     header = [
         f"{KEY_PREFIX}{key.digest}",
         f"# hpcjobs: {ORIGIN} {key.cluster} because no site config is published (key from {key.basis}).",
@@ -164,13 +175,12 @@ def _cached_key(path: Path, now_s: float | None) -> str | None:
     return first[len(KEY_PREFIX) :].strip() if first.startswith(KEY_PREFIX.strip()) else None
 
 
-def _write_private(folder: Path, path: Path, text: str) -> None:
-    from hpcjobs.errors import ConfigError
-
+def _write_private(folder: Path, path: Path, text: str) -> str | None:
+    """Publish ``text`` at ``path`` atomically; the reason when it cannot be (then nothing is cached)."""
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _private_dir(folder):
-            raise ConfigError(f"{folder}: not a folder that only you can write; cannot cache the discovered config")
+            return f"{folder} is not a folder that only you can write, so the cluster is asked on every call"
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -181,7 +191,8 @@ def _write_private(folder: Path, path: Path, text: str) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot cache the discovered site config: {exc.strerror or exc}") from exc
+        return f"cannot write {path} ({exc.strerror or exc}), so the cluster is asked on every call"
+    return None
 
 
 def _private(st: os.stat_result) -> bool:

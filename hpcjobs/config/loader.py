@@ -28,7 +28,8 @@ class SiteSource:
 
     path: Path
     how: str  # --site, $HPCJOBS_SITE, USER_PATH, SYSTEM_PATH or "discovered"
-    origin: str | None = None  # for a discovered config: "discovered from the cluster NAME (cached in …)"
+    origin: str | None = None  # for a discovered config: "discovered from the cluster NAME, cached in …"
+    text: str | None = None  # a discovered config that could not be cached: its text
 
     @property
     def discovered(self) -> bool:
@@ -88,7 +89,7 @@ def find_site(
     from hpcjobs.config.discovered import discovered_site
 
     disc = discovered_site(runner, env)
-    return SiteSource(disc.path, DISCOVERED, disc.origin)
+    return SiteSource(disc.path, DISCOVERED, disc.origin, disc.text)
 
 
 def load_site(
@@ -102,15 +103,20 @@ def load_site_source(source: SiteSource, env: Mapping[str, str] | None = None) -
     (:mod:`hpcjobs.config.cache`). A discovered config carries its origin (``SiteConfig.origin``)."""
     from hpcjobs.config import cache
 
-    try:
-        content = source.path.read_bytes()
-    except OSError:
-        content = None  # read_text below names the problem
+    content: bytes | None
+    if source.text is not None:
+        content = source.text.encode("utf-8")
+    else:
+        try:
+            content = source.path.read_bytes()
+        except OSError:
+            content = None  # read_text below names the problem
     use_cache = content is not None and cache.enabled(env)
     key = cache.site_key(content) if use_cache and content is not None else ""
     site = cache.load_cached(key, env) if use_cache else None
     if site is None:
-        data = load_yaml_mapping(read_text(source.path, "site config"), str(source.path))
+        text = source.text if source.text is not None else read_text(source.path, "site config")
+        data = load_yaml_mapping(text, str(source.path))
         site = validate_site(data, str(source.path))
         if use_cache and not data.get("plugins"):
             cache.store(key, site, env)

@@ -92,6 +92,13 @@ def test_key_from_scontrol_show_config_where_slurm_conf_is_unreadable(env: dict[
     assert config_key(fake(), configless).digest == key.digest
 
 
+def test_discovery_failure_says_what_to_do(env: dict[str, str]) -> None:
+    down = Completed(("scontrol",), 1, "", "Unable to contact slurm controller")
+    runner = FakeSlurm({"scontrol -o show partition": down})
+    with pytest.raises(ConfigError, match=r"no site config \(pass --site PATH.*from the cluster failed.*Unable"):
+        discovered_site(runner, env)
+
+
 def test_key_without_slurm_is_one_clear_error(env: dict[str, str], tmp_path: Path) -> None:
     configless = {**env, "SLURM_CONF": str(tmp_path / "nope")}
     runner = FakeSlurm({"scontrol show config": Completed(("scontrol",), 1, "", "Unable to contact slurm controller")})
@@ -173,9 +180,12 @@ def test_an_untrusted_cache_is_not_used(env: dict[str, str], tmp_path: Path, how
         if os.geteuid() != 0:
             pytest.skip("changing a file's owner needs root (the suite runs as root)")
         os.chown(path, 65534, 65534)
-    if how == "group-writable folder":
-        with pytest.raises(ConfigError, match="not a folder that only you can write"):
-            discovered_site(runner, env)
+    if how == "group-writable folder":  # nothing is read from it or written to it: asked every time
+        found = discovered_site(runner, env)
+        assert found.rediscovered and found.text is not None and "not cached" in found.origin
+        assert discovered_site(runner, env).rediscovered and discover_calls(runner) == 3
+        site = load_site_source(find_site(None, env, runner), env)
+        assert site.name == "hpcjobs-dev" and site.origin and "not cached" in site.origin
     else:
         assert discovered_site(runner, env).rediscovered
         assert not path.is_symlink() and path.stat().st_uid == os.geteuid()
