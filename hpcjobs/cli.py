@@ -47,7 +47,8 @@ def _site_option(f: F) -> F:
         "site_path",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Site config (default: $HPCJOBS_SITE, ~/.config/hpcjobs/site.yaml, /etc/hpcjobs/site.yaml).",
+        help="Site config (default: $HPCJOBS_SITE, ~/.config/hpcjobs/site.yaml, /etc/hpcjobs/site.yaml; "
+        "with none published, one discovered from the cluster and cached in ~/.cache/hpcjobs).",
     )(f)
 
 

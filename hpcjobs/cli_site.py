@@ -110,7 +110,7 @@ def discover(output: str | None, force: bool) -> None:
     "site_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Site config (default: as for every command: hpcjobs --site, $HPCJOBS_SITE, ~/.config, /etc).",
+    help="Site config (default: as for every command: hpcjobs --site, $HPCJOBS_SITE, ~/.config, /etc, discovered).",
 )
 @click.pass_context
 @_one_line_errors
