@@ -36,7 +36,7 @@ class SiteSource:
         return self.how == DISCOVERED
 
     def describe(self) -> str:
-        """The file, or for a discovered config ``discovered from the cluster NAME (cached in FILE)``."""
+        """The file, or for a discovered config ``discovered from the cluster NAME, cached in FILE``."""
         return self.origin if self.origin else str(self.path)
 
 
@@ -115,7 +115,13 @@ def load_site_source(source: SiteSource, env: Mapping[str, str] | None = None) -
     key = cache.site_key(content) if use_cache and content is not None else ""
     site = cache.load_cached(key, env) if use_cache else None
     if site is None:
-        text = source.text if source.text is not None else read_text(source.path, "site config")
+        # validate the very bytes the key was made of (the file may change in between)
+        if source.text is not None:
+            text = source.text
+        elif content is not None:
+            text = decode_text(source.path, content, "site config")
+        else:
+            text = read_text(source.path, "site config")
         data = load_yaml_mapping(text, str(source.path))
         site = validate_site(data, str(source.path))
         if use_cache and not data.get("plugins"):
@@ -135,6 +141,14 @@ def read_text(path: Path, what: str) -> str:
         raise ConfigError(f"{path}: no such file") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a {what}?") from exc
+
+
+def decode_text(path: Path, data: bytes, what: str) -> str:
+    """``data`` (read from ``path``) as text, with :func:`read_text`'s message when it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a {what}?") from exc
 
