@@ -132,11 +132,15 @@ def test_first_use_discovers_and_caches_then_reuses(env: dict[str, str], caplog:
 def test_changed_slurm_conf_means_discover_again(env: dict[str, str]) -> None:
     runner = fake()
     first = discovered_site(runner, env)
-    Path(env["SLURM_CONF"]).write_text(SLURM_CONF + "# an admin's edit\n")
-    again = discovered_site(runner, env)
-    assert again.rediscovered and discover_calls(runner) == 2
+    assert "a100:" not in first.path.read_text()
+    Path(env["SLURM_CONF"]).write_text(SLURM_CONF + "PartitionName=a100 Nodes=g[01-03]\n")
+    again_runner = fake(A100_PARTITIONS, A100_NODES)  # what Slurm reports after the change
+    again = discovered_site(again_runner, env)
+    assert again.rediscovered and discover_calls(again_runner) == 1
     assert again.key.digest != first.key.digest
-    assert again.path.read_text().startswith(KEY_PREFIX + again.key.digest)
+    text = again.path.read_text()
+    assert text.startswith(KEY_PREFIX + again.key.digest)
+    assert "\n  a100:\n" in text and "\n  cpu:\n" not in text  # the new partitions, not the old ones
 
 
 def test_changed_scontrol_show_config_means_discover_again(env: dict[str, str], tmp_path: Path) -> None:
