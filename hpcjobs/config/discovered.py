@@ -96,10 +96,13 @@ def config_key(runner: Runner | None = None, env: Mapping[str, str] | None = Non
 
 
 def _key_from_scontrol(runner: Runner | None, h: Any) -> ConfigKey:
-    from hpcjobs.errors import SchedulerError
+    from hpcjobs.errors import RunnerError, SchedulerError
     from hpcjobs.runner import default_runner
 
-    done = (runner or default_runner())(["scontrol", "show", "config"], timeout_s=30.0)
+    try:
+        done = (runner or default_runner())(["scontrol", "show", "config"], timeout_s=30.0)
+    except RunnerError as exc:  # no scontrol here at all
+        raise SchedulerError(f"no site config, and Slurm cannot be asked (scontrol show config: {exc})") from exc
     if not done.ok:
         detail = " ".join((done.stderr or done.stdout).split()) or f"exit status {done.returncode}"
         raise SchedulerError(f"no site config, and Slurm cannot be asked (scontrol show config: {detail})")

@@ -106,6 +106,15 @@ def test_key_without_slurm_is_one_clear_error(env: dict[str, str], tmp_path: Pat
         config_key(runner, configless)
 
 
+def test_key_without_scontrol_is_one_clear_error(env: dict[str, str], tmp_path: Path) -> None:
+    from hpcjobs.errors import RunnerError
+
+    configless = {**env, "SLURM_CONF": str(tmp_path / "nope")}
+    runner = FakeSlurm({"scontrol show config": RunnerError("scontrol: command not found")})
+    with pytest.raises(SchedulerError, match=r"Slurm cannot be asked.*command not found"):
+        config_key(runner, configless)
+
+
 def test_cluster_name_is_a_safe_file_name(env: dict[str, str]) -> None:
     Path(env["SLURM_CONF"]).write_text("clustername = ../../etc/passwd x\n")
     assert "/" not in config_key(fake(), env).cluster
