@@ -45,7 +45,7 @@ import hpcjobs.spec, hpcjobs.config.site, hpcjobs.api, hpcjobs.jobfile, hpcjobs.
 mark("import hpcjobs models (job spec, site config)")
 from hpcjobs.jobfile import load_job_file
 job = load_job_file(sys.argv[1]); mark("read + validate the job file")
-from hpcjobs.config.loader import load_site
+from hpcjobs.config.sources import load_site
 site = load_site(sys.argv[2]); mark("read + validate the site config")
 from hpcjobs.resolve import resolve
 from hpcjobs.render import render

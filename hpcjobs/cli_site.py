@@ -119,7 +119,8 @@ def show(ctx: click.Context, partitions: tuple[str, ...], as_json: bool, site_pa
 
     The first line names the site config in effect: the published file, or, where none is
     published, the one discovered from the cluster and the file it is cached in."""
-    from hpcjobs.config.loader import find_site, load_site_source
+    from hpcjobs.config.loader import load_site_source
+    from hpcjobs.config.sources import find_site
     from hpcjobs.errors import ConfigError
     from hpcjobs.site.show import show_data, show_text
 

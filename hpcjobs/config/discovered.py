@@ -5,7 +5,7 @@ hpcjobs. Then hpcjobs asks Slurm what ``hpcjobs site discover`` asks (partitions
 memory, GPUs, time limits), keeps the result as YAML in the user's cache,
 ``$XDG_CACHE_HOME/hpcjobs/discovered/<cluster>.yaml`` (default ``~/.cache``), and loads it through
 the same validation as any site config. A published one always wins (see
-:func:`hpcjobs.config.loader.find_site`).
+:func:`hpcjobs.config.sources.find_site`).
 
 The cached file's first line holds the *configuration key*: a hash over the Slurm configuration
 files (``slurm.conf`` and ``gres.conf`` from ``$SLURM_CONF``'s folder, default ``/etc/slurm``),

@@ -6,16 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from hpcjobs.config.site import SiteConfig
 from hpcjobs.errors import ConfigError
-
-if TYPE_CHECKING:
-    from hpcjobs.runner import Runner
 
 ENV_VAR = "HPCJOBS_SITE"
 USER_PATH = "~/.config/hpcjobs/site.yaml"
@@ -47,8 +44,9 @@ def find_site_file(
     explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Path:
     """Lookup order: explicit path (--site) > $HPCJOBS_SITE > ~/.config/hpcjobs/site.yaml >
-    /etc/hpcjobs/site.yaml. Only published files: see :func:`find_site` for the discovered default."""
-    found = _published_site(explicit, env)
+    /etc/hpcjobs/site.yaml. Only published files: :func:`hpcjobs.config.sources.find_site` adds the
+    discovered default."""
+    found = published_site(explicit, env)
     if found is None:
         raise ConfigError(
             f"no site config: pass --site PATH, set ${ENV_VAR}, or install {USER_PATH} or {SYSTEM_PATH}"
@@ -56,7 +54,7 @@ def find_site_file(
     return found.path
 
 
-def _published_site(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None) -> SiteSource | None:
+def published_site(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None) -> SiteSource | None:
     environ = os.environ if env is None else env
     if explicit:
         path = Path(explicit).expanduser()
@@ -74,28 +72,6 @@ def _published_site(explicit: str | os.PathLike[str] | None, env: Mapping[str, s
         if candidate.is_file():
             return SiteSource(candidate, how)
     return None
-
-
-def find_site(
-    explicit: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    runner: Runner | None = None,
-) -> SiteSource:
-    """The site config in effect: a published one (:func:`find_site_file`'s order), else the one
-    discovered from the cluster and cached per user (:mod:`hpcjobs.config.discovered`)."""
-    found = _published_site(explicit, env)
-    if found is not None:
-        return found
-    from hpcjobs.config.discovered import discovered_site
-
-    disc = discovered_site(runner, env)
-    return SiteSource(disc.path, DISCOVERED, disc.origin, disc.text)
-
-
-def load_site(
-    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
-) -> SiteConfig:
-    return load_site_source(find_site(explicit, env), env)
 
 
 def load_site_source(source: SiteSource, env: Mapping[str, str] | None = None) -> SiteConfig:
@@ -260,7 +236,10 @@ def describe_errors(model: type[BaseModel], exc: ValidationError) -> list[str]:
             valid = _valid_keys(model, parent)
             if _is_plugin_sections(model, parent):
                 have = ", ".join(valid) if valid else "none"
-                lines.append(f"{path}: no installed plugin reads this section (installed sections: {have})")
+                from hpcjobs.plugins import failure_note
+
+                note = failure_note(loc[-1]) if loc else ""
+                lines.append(f"{path}: no installed plugin reads this section (installed sections: {have}){note}")
                 continue
             hint = f" (valid keys: {', '.join(valid)})" if valid else ""
             lines.append(f"{path}: unknown key{hint}")

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from hpcjobs.cli import main_group
 from hpcjobs.config.discovered import KEY_PREFIX, MAX_AGE_S, config_key, discovered_site
-from hpcjobs.config.loader import DISCOVERED, find_site, find_site_file, load_site_source
+from hpcjobs.config.loader import DISCOVERED, find_site_file, load_site_source
 from hpcjobs.config.site import Policy
+from hpcjobs.config.sources import find_site
 from hpcjobs.errors import ConfigError, SchedulerError
 from hpcjobs.runner import Completed
 from tests.unit.test_site_discover import (
