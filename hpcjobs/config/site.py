@@ -208,6 +208,14 @@ class ImageCacheSettings(StrictModel):
         default_factory=list, description="Read-only caches pre-staged by admins, looked up first."
     )
     shared: bool = Field(False, description="cache_dir is shared by a group: entries are group-readable.")
+    cache_owner: str | None = Field(
+        None,
+        description="User (name or uid) who must own a shared cache's directories. Default: cache_dir's owner.",
+    )
+    verify: Literal["publish", "always"] = Field(
+        "publish",
+        description="Check a SIF's content when it is published, or also its sha256 on every cache hit.",
+    )
     convert_on: Literal["submit", "slurm"] = Field(
         "submit", description="Convert on the submitting host, or as a Slurm job the workload depends on."
     )
