@@ -3,8 +3,9 @@
 A site config changes rarely and was validated on every CLI call; building its validators costs
 more than the ``sbatch`` call it precedes. The validated model is pickled under
 ``$XDG_CACHE_HOME/hpcjobs/site-validated/<key>.pickle`` (default ``~/.cache``), where the key
-hashes the file's bytes, the hpcjobs and pydantic versions and the model modules' files, so any
-change there means a fresh validation. Validation itself is unchanged: a miss goes through
+hashes the file's bytes, the hpcjobs and pydantic versions, the model modules' files and the
+installed plugins (a site config may name what they provide: mpi kinds, GPU flags, wrappers), so
+any change there means a fresh validation. Validation itself is unchanged: a miss goes through
 :func:`hpcjobs.config.loader.validate_site`, exactly as without the cache.
 
 Unpickling runs code named in the file, so a cache file is read only when it and its folder are
@@ -46,16 +47,33 @@ def site_key(content: bytes) -> str:
 
     import hpcjobs.config.site as site_module
     import hpcjobs.models as models_module
+    import hpcjobs.names as names_module
     from hpcjobs._version import __version__
 
     h = hashlib.sha256(_FORMAT)
     for part in (__version__, pydantic.VERSION):
         h.update(b"\0" + part.encode())
-    for module in (site_module, models_module):
+    for module in (site_module, models_module, names_module):
         st = os.stat(str(module.__file__))
         h.update(f"\0{st.st_mtime_ns}:{st.st_size}".encode())
+    h.update(b"\0" + plugins_fingerprint().encode())
     h.update(b"\0" + content)
     return h.hexdigest()
+
+
+def plugins_fingerprint() -> str:
+    """The installed hpcjobs plugins (entry points and their distributions' versions): what a site
+    config may name (mpi kinds, GPU flags, wrappers) depends on them, so they are part of the key."""
+    from importlib.metadata import entry_points
+
+    from hpcjobs.plugin_api import GROUP
+
+    items = []
+    for ep in entry_points(group=GROUP):
+        dist = getattr(ep, "dist", None)
+        version = f"{dist.name}=={dist.version}" if dist is not None else "?"
+        items.append(f"{ep.name}={ep.value}@{version}")
+    return "\n".join(sorted(items))
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:

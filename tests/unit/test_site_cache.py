@@ -157,13 +157,28 @@ def test_unwritable_cache_is_skipped(tmp_path: Path, env: dict[str, str]) -> Non
     assert load(site_file, env).name == "s1"
 
 
-def test_key_covers_the_bytes_and_the_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_covers_the_bytes_the_versions_and_the_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     import hpcjobs._version
 
     a = cache.site_key(b"x")
     assert cache.site_key(b"x") == a and cache.site_key(b"y") != a
-    monkeypatch.setattr(hpcjobs._version, "__version__", "99.0")
-    assert cache.site_key(b"x") != a
+    with monkeypatch.context() as m:
+        m.setattr(hpcjobs._version, "__version__", "99.0")
+        assert cache.site_key(b"x") != a
+    assert cache.site_key(b"x") == a
+    # another set of installed plugins (one more, or another version): another key
+    with monkeypatch.context() as m:
+        m.setattr(cache, "plugins_fingerprint", lambda: "profiler=acme.hpc:plugin@acme-hpc==1.0")
+        assert cache.site_key(b"x") != a
+
+
+def test_plugins_fingerprint_lists_the_installed_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    names = {ep.name for ep in entry_points(group="hpcjobs")}
+    text = cache.plugins_fingerprint()
+    assert "apptainer" in names  # the built-ins register through entry points too
+    assert all(f"{n}=" in text for n in names)
 
 
 def test_a_hit_builds_no_site_config_validators(tmp_path: Path, env: dict[str, str]) -> None:
