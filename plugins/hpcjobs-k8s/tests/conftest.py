@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hpcjobs import plugins
-from hpcjobs.config.loader import load_site
+from hpcjobs.api import load_site_arg
 from hpcjobs.config.site import SiteConfig
 
 HERE = Path(__file__).parent
@@ -14,4 +14,4 @@ HERE = Path(__file__).parent
 @pytest.fixture(scope="session")
 def k8s_site() -> SiteConfig:
     plugins._reset()
-    return load_site(HERE / "site.yaml")
+    return load_site_arg(HERE / "site.yaml")
