@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _LAZY_GROUPS = {
     "images": ("hpcjobs.cli_images", "images", "Convert, list, inspect and clean cached SIF images."),
     "site": ("hpcjobs.cli_site", "site", "Validate, publish, discover and explain site configs."),
+    "sweep": ("hpcjobs.cli_sweep", "sweep", "Status, retry, logs and cancel of sweeps (many points, one submit)."),
 }
 
 
@@ -155,10 +156,20 @@ def submit(
     as_json: bool,
     poll_s: float,
 ) -> None:
-    """Submit JOB_FILE; print the job id."""
-    from hpcjobs.jobfile import load_job_file
+    """Submit JOB_FILE; print the job id (a sweep: its id, then its array job ids on stderr)."""
+    from pathlib import Path
 
-    job = load_job_file(job_file).submit(_site_path(ctx, site_path), parse_sets(sets))
+    from hpcjobs.jobfile import load_job_document
+
+    spec, sweep_spec = load_job_document(job_file)
+    if sweep_spec is not None:
+        from hpcjobs.cli_sweep import submit_sweep_file
+
+        points = sweep_spec.load(Path(job_file).parent)
+        submit_sweep_file(ctx, spec, points, sweep_spec.dir, _site_path(ctx, site_path), parse_sets(sets),
+                          wait_=wait_, as_json=as_json, poll_s=poll_s)  # fmt: skip
+        return
+    job = spec.submit(_site_path(ctx, site_path), parse_sets(sets))
     if not wait_:
         click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
         return

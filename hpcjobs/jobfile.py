@@ -10,18 +10,41 @@ from hpcjobs.errors import ConfigError
 
 if TYPE_CHECKING:
     from hpcjobs.api import ContainerJob
+    from hpcjobs.sweep.spec import SweepSpec
 
 
 def load_job_file(path: str | Path) -> ContainerJob:
+    job, sweep = load_job_document(path)
+    if sweep is not None:
+        raise ConfigError(f"{path}: this job file has a sweep: section; submit it with hpcjobs submit")
+    return job
+
+
+def load_job_document(path: str | Path) -> tuple[ContainerJob, SweepSpec | None]:
+    """The job and, when the file has one, its ``sweep:`` section."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read job file: {exc.strerror}") from exc
-    return load_job_text(text, str(p))
+    return load_job_text_document(text, str(p))
 
 
 def load_job_text(text: str, source: str = "<job>") -> ContainerJob:
+    job, sweep = load_job_text_document(text, source)
+    if sweep is not None:
+        raise ConfigError(f"{source}: this job has a sweep: section; submit it with hpcjobs submit")
+    return job
+
+
+def load_job_text_document(text: str, source: str = "<job>") -> tuple[ContainerJob, SweepSpec | None]:
     from hpcjobs.api import ContainerJob
 
-    return validate_model(ContainerJob, load_yaml_mapping(text, source), source)
+    data = load_yaml_mapping(text, source)
+    raw_sweep = data.pop("sweep", None)
+    sweep = None
+    if raw_sweep is not None:
+        from hpcjobs.sweep.spec import SweepSpec
+
+        sweep = validate_model(SweepSpec, raw_sweep, f"{source}: sweep")
+    return validate_model(ContainerJob, data, source), sweep

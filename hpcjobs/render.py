@@ -101,8 +101,14 @@ def sbatch_directives(job: ResolvedJob) -> list[tuple[str, str | None]]:
     return d
 
 
-def render(job: ResolvedJob, *, explain: bool = False) -> str:
-    """The sbatch script for ``job``. With ``explain``, each directive and flag says where it came from."""
+def render(
+    job: ResolvedJob, *, explain: bool = False, task_lines: Sequence[str] = (), task_args: str | None = None
+) -> str:
+    """The sbatch script for ``job``. With ``explain``, each directive and flag says where it came from.
+
+    ``task_lines`` (bash, already quoted by their maker) run after the environment is set, and
+    ``task_args`` (one bash word list, e.g. ``"${arr[@]}"``) ends the command: a sweep's per-task part.
+    """
     runtime = get_runtime(job.runtime)
     launcher = get_launcher(job)
     prov = job.provenance
@@ -138,6 +144,7 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
         why = f"  # <- {_source(prov, f'env:{key}')} (env)" if explain else ""
         lines.append(f"export {runtime.env_prefix}{key}={sh_quote(container_env_value(value))}{why}")
 
+    lines += task_lines
     container = runtime.argv(job)
     prefix = launcher.argv(job) if launcher is not None else []
     wrapper: list[str] = []
@@ -156,7 +163,8 @@ def render(job: ResolvedJob, *, explain: bool = False) -> str:
             lines.append("hpcjobs_forward_env")
     if explain:
         lines += _explain_command(job, prefix, wrapper, container, runtime.default_binary)
-    lines.append("exec " + sh_join([*prefix, *wrapper, *container]))
+    tail = f" {task_args}" if task_args else ""
+    lines.append("exec " + sh_join([*prefix, *wrapper, *container]) + tail)
     return "\n".join(lines) + "\n"
 
 

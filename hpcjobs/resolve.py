@@ -102,6 +102,8 @@ class ResolvedJob:
     dependency: str | None = None
     # with a bind deny list, binds may only come from the spec: drop APPTAINER_BIND & co. from the login env
     clear_bind_env: bool = False
+    # most array tasks running at once (Slurm's %N); already appended to ``array`` when that has none
+    array_throttle: int | None = None
 
 
 class _Picker:
@@ -186,6 +188,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     qos = p.pick("qos", "qos")
     mpi: MpiKind = p.pick("mpi", "mpi.default", default="none")
     array = p.pick("array")
+    array_throttle = p.pick("array_throttle", "array_throttle")
+    if array is not None and array_throttle is not None and "%" not in array:
+        array = f"{array}%{array_throttle}"
     dependency = p.pick("dependency")
     cleanenv = bool(p.pick("cleanenv", "runtime.cleanenv", default=False))
     workdir = p.pick("workdir")
@@ -269,6 +274,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         clear_bind_env=bool(site.policy.deny_bind_sources),
         dependency=dependency,
         image_ref=spec.image,
+        array_throttle=array_throttle,
     )
 
 

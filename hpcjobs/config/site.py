@@ -159,6 +159,9 @@ class Settings(StrictModel):
     cpus_per_task: PosInt | None = Field(None, description="Default CPUs per task.")
     account: str | None = Field(None, description="Default Slurm account.")
     qos: str | None = Field(None, description="Default QoS.")
+    array_throttle: PosInt | None = Field(
+        None, description="Most tasks of one job array or sweep array running at once (Slurm's %N)."
+    )
 
     @field_validator("sbatch")
     @classmethod

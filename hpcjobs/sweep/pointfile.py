@@ -1,0 +1,70 @@
+"""The points on disk: NUL-delimited records the task reads with bash's ``mapfile -d ''``, so no
+value is ever seen by a shell parser.
+
+Points are grouped ``GROUP`` to a file (``points/<index // GROUP>.rec``): a task reads one small
+file, not all 10,000 points (measured in docs/benchmarks.md). A file holds, NUL-terminated::
+
+    COUNT  START_0 … START_{COUNT-1}  record_0 record_1 …
+    record = INDEX  NARGS ARG…  NENV NAME=VALUE…
+
+``START_k`` is the field number where point ``k`` of the file begins. Environment values are
+stored escaped for ``APPTAINERENV_*`` (:func:`hpcjobs.render.container_env_value`), exactly as a
+single job's environment is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpcjobs.render import container_env_value
+from hpcjobs.sweep.points import Point
+
+GROUP = 100
+
+
+def encode_group(first: int, points: Sequence[Point]) -> bytes:
+    fields: list[str] = []
+    starts: list[int] = []
+    for k, point in enumerate(points):
+        starts.append(len(fields))
+        fields.append(str(first + k))
+        fields.append(str(len(point.args)))
+        fields += point.args
+        fields.append(str(len(point.env)))
+        fields += [f"{name}={container_env_value(value)}" for name, value in point.env.items()]
+    header = [str(len(points))] + [str(s + 1 + len(points)) for s in starts]
+    return b"".join(f.encode("utf-8", "surrogateescape") + b"\0" for f in header + fields)
+
+
+def check_points(points: Sequence[Point]) -> None:
+    """Raise ConfigError for a value that cannot travel unchanged (before anything is written)."""
+    for point in points:
+        for value in point.env.values():
+            container_env_value(value)
+
+
+def write_points(directory: Path, points: Sequence[Point]) -> None:
+    target = directory / "points"
+    target.mkdir(parents=True, exist_ok=True)
+    for first in range(0, len(points), GROUP):
+        data = encode_group(first, points[first : first + GROUP])
+        tmp = target / f".{first // GROUP}.rec.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, target / f"{first // GROUP}.rec")
+
+
+def read_point(directory: Path, index: int) -> Point:
+    """Decode one point back (environment values as the task sees them before Apptainer unescapes)."""
+    data = (directory / "points" / f"{index // GROUP}.rec").read_bytes()
+    f = [x.decode("utf-8", "surrogateescape") for x in data.split(b"\0")[:-1]]
+    i = int(f[1 + index % GROUP])
+    if int(f[i]) != index:
+        raise ValueError(f"record {i} holds point {f[i]}, not {index}")
+    n = int(f[i + 1])
+    args = tuple(f[i + 2 : i + 2 + n])
+    j = i + 2 + n
+    m = int(f[j])
+    env = dict(e.split("=", 1) for e in f[j + 1 : j + 1 + m])
+    return Point(args, env)

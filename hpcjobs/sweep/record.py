@@ -1,0 +1,123 @@
+"""A sweep's record: what was submitted (arrays, points, the job) and the last known end of each
+point. ``DIR/sweep.json`` holds it; ``~/.cache/hpcjobs/sweeps/ID.json`` points to DIR so that
+``hpcjobs sweep status ID`` finds it from anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcjobs.errors import ConfigError
+from hpcjobs.sweep.plan import ArrayPlan
+
+RECORD = "sweep.json"
+VERSION = 1
+
+
+def index_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hpcjobs" / "sweeps"
+
+
+def new_id(name: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{name[:40]}-{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class ArrayEntry:
+    job_id: str
+    attempt: int
+    plan: ArrayPlan
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"job_id": self.job_id, "attempt": self.attempt, "count": self.plan.count}
+        if self.plan.points is not None:
+            d["points"] = list(self.plan.points)
+        else:
+            d["start"] = self.plan.start
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ArrayEntry:
+        pts = d.get("points")
+        plan = ArrayPlan(int(d["count"]), d.get("start"), tuple(int(p) for p in pts) if pts is not None else None)
+        return cls(str(d["job_id"]), int(d["attempt"]), plan)
+
+
+@dataclass
+class SweepRecord:
+    id: str
+    directory: Path
+    n_points: int
+    job: dict[str, Any]  # ContainerJob fields as set (plus overrides applied)
+    site: dict[str, Any]  # the site config as it was (retries render with the same settings)
+    image: dict[str, str | None]  # the prepared image: path, ref, digest (one conversion per sweep)
+    cwd: str
+    throttle: int | None = None
+    arrays: list[ArrayEntry] = field(default_factory=list)
+    # point → [attempt, state, exit code, signal, elapsed_s, task id]: the last known end
+    final: dict[int, list[Any]] = field(default_factory=dict)
+    created: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": VERSION, "id": self.id, "directory": str(self.directory), "points": self.n_points,
+            "created": self.created, "cwd": self.cwd, "throttle": self.throttle, "job": self.job,
+            "site": self.site, "image": self.image, "arrays": [a.as_dict() for a in self.arrays],
+            "final": {str(k): v for k, v in self.final.items()},
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepRecord:
+        return cls(
+            id=d["id"], directory=Path(d["directory"]), n_points=int(d["points"]), job=d["job"], site=d["site"],
+            image=d["image"], cwd=d["cwd"], throttle=d.get("throttle"),
+            arrays=[ArrayEntry.from_dict(a) for a in d["arrays"]],
+            final={int(k): v for k, v in d.get("final", {}).items()}, created=d.get("created", ""),
+        )  # fmt: skip
+
+    def save(self) -> None:
+        path = self.directory / RECORD
+        tmp = path.with_name(f".{RECORD}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.as_dict(), separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def register(self) -> None:
+        """The per-user pointer, so the id alone finds the sweep. Best effort: a read-only home
+        only means the sweep must be named by its directory."""
+        try:
+            d = index_dir()
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{self.id}.json").write_text(json.dumps({"id": self.id, "directory": str(self.directory)}))
+        except OSError:
+            pass
+
+
+def load_record(ref: str | os.PathLike[str]) -> SweepRecord:
+    """A sweep by id (``~/.cache/hpcjobs/sweeps/ID.json``), by its directory, or by its sweep.json."""
+    text = os.fspath(ref)
+    candidates = [Path(text) / RECORD, Path(text)] if os.sep in text or os.path.exists(text) else []
+    pointer = index_dir() / f"{text}.json"
+    if pointer.is_file():
+        try:
+            candidates.insert(0, Path(json.loads(pointer.read_text())["directory"]) / RECORD)
+        except (OSError, ValueError, KeyError):
+            pass
+    for path in candidates:
+        if path.is_file() and path.name == RECORD:
+            try:
+                return SweepRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"{path}: not a readable sweep record: {exc}") from None
+    raise ConfigError(f"no sweep {text!r}: not an id in {index_dir()}, nor a sweep directory")
+
+
+def list_ids() -> list[str]:
+    d = index_dir()
+    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
