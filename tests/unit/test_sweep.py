@@ -88,7 +88,7 @@ def test_points_files_csv_and_jsonl(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="column 'not a name'"):
         load_points_file(tmp_path / "bad.csv")
     (tmp_path / "bad.jsonl").write_text('["a"]\n{oops\n')
-    with pytest.raises(ConfigError, match="bad.jsonl:2: not JSON"):
+    with pytest.raises(ConfigError, match=r"bad\.jsonl:2: not JSON"):
         load_points_file(tmp_path / "bad.jsonl")
 
 
@@ -198,15 +198,19 @@ def _bash_reads(directory: Path, point: int, start: int) -> tuple[list[str], dic
     """Run the task lines in bash as Slurm would (SLURM_ARRAY_TASK_ID), print what they set."""
     (directory / "logs").mkdir(exist_ok=True)
     lines = task_lines(str(directory), "s", 0, "APPTAINERENV_", start=start, points=None)
-    dump = 'for a in "${hpcjobs_args[@]}"; do printf "%s\\0" "$a"; done >"$OUTF"; ' \
-           'for v in $(compgen -e); do case $v in APPTAINERENV_*) printf "%s=%s\\0" "$v" "${!v}";; esac; done >"$ENVF"'  # fmt: skip
+    dump = (
+        'for a in "${hpcjobs_args[@]}"; do printf "%s\\0" "$a"; done >"$OUTF"; '
+        'for v in $(compgen -e); do case $v in APPTAINERENV_*) printf "%s=%s\\0" "$v" "${!v}";; esac; '
+        'done >"$ENVF"'
+    )
     script = "set -eo pipefail\n" + "\n".join(lines) + "\n" + dump + "\n"
     env = {"PATH": "/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": str(point - start), "OUTF": str(directory / "o"),
            "ENVF": str(directory / "e")}  # fmt: skip
     proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True)
     assert proc.returncode == 0, (proc.stderr, (directory / "logs" / f"point-{point}.out").read_bytes())
     args = [a.decode("utf-8", "surrogateescape") for a in (directory / "o").read_bytes().split(b"\0")[:-1]]
-    envs = dict(e.decode("utf-8", "surrogateescape").split("=", 1) for e in (directory / "e").read_bytes().split(b"\0")[:-1])
+    raw_env = (directory / "e").read_bytes().split(b"\0")[:-1]
+    envs = dict(e.decode("utf-8", "surrogateescape").split("=", 1) for e in raw_env)
     return args, envs
 
 
@@ -221,9 +225,10 @@ def test_property_bash_reads_each_point_exactly(tmp_path_factory: Any, points: l
     write_points(d, pts)
     index = GROUP + pick % len(points)
     args, envs = _bash_reads(d, index, start=GROUP - 3)
-    assert args == list(points[index - GROUP][0])
-    assert envs == {"APPTAINERENV_HOSTILE": container_env_value(points[index - GROUP][1])}
-    assert read_point(d, index) == Point(tuple(points[index - GROUP][0]), {"HOSTILE": container_env_value(points[index - GROUP][1])})
+    want_args, want_value = points[index - GROUP]
+    assert args == list(want_args)
+    assert envs == {"APPTAINERENV_HOSTILE": container_env_value(want_value)}
+    assert read_point(d, index) == Point(tuple(want_args), {"HOSTILE": container_env_value(want_value)})
 
 
 def test_a_task_without_its_record_fails(tmp_path: Path) -> None:
@@ -263,7 +268,7 @@ class FakeSlurm:
             jid = str(self.next_id)
             self.next_id += 10
             self.scripts[jid] = call.input_text
-            spec = next(l for l in call.input_text.splitlines() if l.startswith("#SBATCH --array="))
+            spec = next(x for x in call.input_text.splitlines() if x.startswith("#SBATCH --array="))
             last = spec.split("=")[1].split("%")[0].split("-")[-1]
             self.tasks[jid] = {t: ("PENDING", 0) for t in range(int(last) + 1)}
             return Completed(argv, 0, f"{jid}\n", "")
@@ -304,11 +309,12 @@ def test_submit_chunks_renders_and_records(tmp_path: Path, sif: None, monkeypatc
     sw = _job().map([[f"p{i}"] for i in range(10)], SITE, {"array_throttle": 2}, scheduler=fake.sched(),
                     cwd=tmp_path)  # fmt: skip
     assert sw.job_ids == ["100", "110", "120"]
-    specs = [next(l for l in s.splitlines() if l.startswith("#SBATCH --array=")) for s in fake.scripts.values()]
+    specs = [next(x for x in s.splitlines() if x.startswith("#SBATCH --array=")) for s in fake.scripts.values()]
     assert specs == ["#SBATCH --array=0-3%2", "#SBATCH --array=0-3%2", "#SBATCH --array=0-1%2"]
     assert "hpcjobs_point=$((4 + SLURM_ARRAY_TASK_ID))" in fake.scripts["110"]
     assert fake.scripts["100"].rstrip().endswith(' prog "${hpcjobs_args[@]}"')
-    assert json.loads((tmp_path / "cache" / "hpcjobs" / "sweeps" / f"{sw.id}.json").read_text())["directory"] == str(sw.directory)
+    pointer = tmp_path / "cache" / "hpcjobs" / "sweeps" / f"{sw.id}.json"
+    assert json.loads(pointer.read_text())["directory"] == str(sw.directory)
     again = Sweep.load(sw.id, scheduler=fake.sched())
     assert again.job_ids == sw.job_ids and len(again) == 10
     st = again.status()
