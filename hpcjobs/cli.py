@@ -123,12 +123,14 @@ def render(
     is looked up, and the script names the SIF that submit would use."""
     from hpcjobs.api import load_site_arg
     from hpcjobs.errors import ImageError
-    from hpcjobs.jobfile import load_job_file
+    from hpcjobs.jobfile import load_job_document
     from hpcjobs.render import render as render_script
     from hpcjobs.resolve import resolve
 
     site = load_site_arg(_site_path(ctx, site_path))
-    job = resolve(load_job_file(job_file), site, parse_sets(sets))
+    spec, sweep_spec = load_job_document(job_file)
+    overrides = parse_sets(sets)
+    job = resolve(spec, site, overrides)
     if not image_as_written:
         from hpcjobs.images import pin_job
 
@@ -136,6 +138,16 @@ def render(
             job = pin_job(job, site)
         except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
+    if sweep_spec is not None:
+        from pathlib import Path
+
+        from hpcjobs.cli_sweep import render_first_array
+        from hpcjobs.resolve import apply_overrides
+
+        points = sweep_spec.load(Path(job_file).parent)
+        merged, _ = apply_overrides(spec, overrides)
+        click.echo(render_first_array(merged, job, points, sweep_spec.dir, explain=explain), nl=False)
+        return
     click.echo(render_script(job, explain=explain), nl=False)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from hpcjobs.resolve import ResolvedJob
     from hpcjobs.spec import JobSpec
     from hpcjobs.sweep.handle import Sweep, SweepStatus
     from hpcjobs.sweep.points import Point
@@ -47,6 +48,36 @@ def submit_sweep_file(
     st = sweep.wait(poll_s=poll_s, progress=None if as_json else True)
     click.echo(_status_json(st, sweep) if as_json else st.summary(), err=not as_json)
     ctx.exit(0 if st.ok else 1)
+
+
+def render_first_array(
+    spec: JobSpec, job: ResolvedJob, points: list[Point], directory: str | None, *, explain: bool
+) -> str:
+    """The script of a sweep's first array, as submit would write it (the sweep id is not known yet:
+    ``ID`` stands for it). Chunked with the cluster's limits when Slurm answers."""
+    import os
+    from pathlib import Path
+
+    from hpcjobs.errors import HpcjobsError
+    from hpcjobs.schedulers import SlurmCli
+    from hpcjobs.schedulers.base import ArrayLimits
+    from hpcjobs.sweep.plan import plan_arrays
+    from hpcjobs.sweep.pointfile import check_points
+    from hpcjobs.sweep.submit import SWEEP_DIRS, array_script, refuse_own_fields
+
+    refuse_own_fields(spec)
+    check_points(points)
+    try:
+        limits = SlurmCli(retries=0).array_limits(job.qos)
+    except HpcjobsError as exc:
+        click.echo(f"hpcjobs: warning: cluster limits not read ({exc}); showing all points as one array", err=True)
+        limits = ArrayLimits(len(points) + 1, len(points))
+    plans = plan_arrays(range(len(points)), limits, contiguous=True)
+    name = f"{job.name}-ID"
+    base = Path(os.path.abspath(directory)) if directory else Path(os.getcwd()) / SWEEP_DIRS / name
+    click.echo(f"hpcjobs: sweep of {len(points)} points in {len(plans)} array(s); the first one follows "
+               "(the others differ only in --array and their first point)", err=True)  # fmt: skip
+    return array_script(job, base, name, plans[0], attempt=0, throttle=job.array_throttle, explain=explain)
 
 
 @click.group()

@@ -28,10 +28,16 @@ if TYPE_CHECKING:
 
 SWEEP_DIRS = "hpcjobs-sweeps"
 # job fields a sweep decides itself
-_OWN_FIELDS = {
+OWN_FIELDS = {
     "array": "a sweep makes its own job arrays from its points",
     "output": "a sweep writes one log per point (DIR/logs/point-N.out)",
 }
+
+
+def refuse_own_fields(spec: JobSpec) -> None:
+    for key, why in OWN_FIELDS.items():
+        if getattr(spec, key) is not None:
+            raise ConfigError(f"{key}: {why}; remove {key} from the job (or --set)")
 
 
 def cluster_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
@@ -62,9 +68,7 @@ def submit_sweep(
 
     pts = to_points(points)
     merged, _ = apply_overrides(spec, overrides or {})
-    for key, why in _OWN_FIELDS.items():
-        if getattr(merged, key) is not None:
-            raise ConfigError(f"{key}: {why}; remove {key} from the job (or --set)")
+    refuse_own_fields(merged)
     check_points(pts)
     resolved = resolve(spec, site, overrides)  # refuses bad jobs before asking Slurm anything
     sched = scheduler or get_scheduler(runner)
@@ -99,23 +103,10 @@ def submit_arrays(
     record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPlan], *, attempt: int, scheduler: Scheduler
 ) -> list[ArrayEntry]:
     """Render and submit one script per plan; on a refusal, cancel what this call submitted."""
-    from hpcjobs.plugins import get_runtime
-    from hpcjobs.render import render
-
-    prefix = get_runtime(job.runtime).env_prefix
     done: list[ArrayEntry] = []
     first = len(record.arrays)
     for k, plan in enumerate(plans):
-        array_job = replace(
-            job,
-            array=plan.array_spec(record.throttle),
-            # Slurm's own messages (time limit, cancel) for all tasks of the array; the program's
-            # output goes to the point's log
-            output=str(record.directory / "slurm-%A.out"),
-            extra_sbatch=(*job.extra_sbatch, "--open-mode=append"),
-        )
-        lines = task_lines(str(record.directory), record.id, attempt, prefix, start=plan.start, points=plan.points)
-        script = render(array_job, task_lines=lines, task_args=ARGS_WORD)
+        script = array_script(job, record.directory, record.id, plan, attempt=attempt, throttle=record.throttle)
         path = record.directory / f"array-{first + k}.sh"
         path.write_text(script, encoding="utf-8")
         try:
@@ -129,7 +120,43 @@ def submit_arrays(
     return done
 
 
+def array_script(
+    job: ResolvedJob, directory: Path, sweep_id: str, plan: ArrayPlan, *, attempt: int, throttle: int | None,
+    explain: bool = False,
+) -> str:
+    """The batch script of one array of a sweep (pure)."""
+    from hpcjobs.plugins import get_runtime
+    from hpcjobs.render import render
+
+    what = f"points {plan.start}…{plan.start + plan.count - 1}" if plan.start is not None else "failed points"
+    why_array = f"sweep: {what}, task ids below MaxArraySize"
+    if throttle:
+        why_array += f"; %{throttle}: array_throttle from {_shown(job.provenance.get('array_throttle', 'the record'))}"
+    provenance = {
+        **job.provenance,
+        "array": why_array,
+        "output": "sweep: Slurm's own messages; the program's output goes to logs/point-N.out",
+        f"extra_sbatch[{len(job.extra_sbatch)}]": "sweep: every task appends to the one file",
+    }
+    array_job = replace(
+        job,
+        array=plan.array_spec(throttle),
+        # Slurm's own messages (time limit, cancel) for all tasks of the array; the program's
+        # output goes to the point's log
+        output=str(directory / "slurm-%A.out"),
+        extra_sbatch=(*job.extra_sbatch, "--open-mode=append"),
+        provenance=provenance,
+    )
+    prefix = get_runtime(job.runtime).env_prefix
+    lines = task_lines(str(directory), sweep_id, attempt, prefix, start=plan.start, points=plan.points)
+    return render(array_job, explain=explain, task_lines=lines, task_args=ARGS_WORD)
+
+
 def points_of(record: SweepRecord) -> list[Point]:
     from hpcjobs.sweep.pointfile import read_point
 
     return [read_point(record.directory, i) for i in range(record.n_points)]
+
+
+def _shown(source: str) -> str:
+    return "CLI override (--set)" if source == "cli" else source
