@@ -65,6 +65,7 @@ class ArrayLimits:
     max_job_count: int
     max_submit_jobs: int | None = None
     submit_limit_source: str | None = None
+    jobs_now: int | None = None  # job records in the controller now, every array task counted
 
 
 @runtime_checkable

@@ -131,6 +131,9 @@ class PyslurmBackend(PollingWait):
         """The cluster's array and job limits (read through the CLI: configuration, not an RPC hot path)."""
         return self._cli.array_limits(qos)
 
+    def job_records(self) -> int:
+        return self._cli.job_records()
+
     def submit(self, script: str, *, cwd: str | None = None) -> str:
         desc = self._mod.JobSubmitDescription(script=script, working_directory=default_cwd(cwd))
         try:

@@ -590,6 +590,12 @@ class SlurmCli(PollingWait):
         value, what = min(limits)
         return ArrayLimits(max_array, max_jobs, value, what)
 
+    def job_records(self) -> int:
+        """Job records the controller holds now, all users, every array task counted (what
+        MaxJobCount limits: pending, running, and ended ones until MinJobAge). One ``squeue``."""
+        result = self._query(["squeue", "-h", "-r", "-t", "all", "-o", "%i"])
+        return sum(1 for line in result.stdout.splitlines() if line.strip())
+
     def cluster_version(self) -> str:
         """From ``sinfo --version`` (local; needs no controller)."""
         if self._version is None:

@@ -47,6 +47,12 @@ def plan_arrays(points: Sequence[int], limits: ArrayLimits, *, contiguous: bool)
             f"{n} points are more than you may have submitted at once ({limits.submit_limit_source or 'limit'}"
             f" = {limits.max_submit_jobs}): split the sweep into parts of at most {limits.max_submit_jobs}"
         )
+    if limits.jobs_now is not None and limits.jobs_now + n >= limits.max_job_count:
+        raise LimitExceeded(
+            f"not now: the controller holds {limits.jobs_now} jobs (all users; ended ones until MinJobAge, "
+            f"every array task counted) and {n} more would reach MaxJobCount = {limits.max_job_count}; sbatch "
+            "would wait minutes and then fail. Submit fewer points, or later"
+        )
     size = limits.max_array_size  # task ids 0 … MaxArraySize-1
     out: list[ArrayPlan] = []
     for first in range(0, n, size):

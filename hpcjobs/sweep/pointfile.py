@@ -35,24 +35,29 @@ def encode_group(first: int, points: Sequence[Point]) -> bytes:
         fields.append(str(len(point.env)))
         fields += [f"{name}={container_env_value(value)}" for name, value in point.env.items()]
     header = [str(len(points))] + [str(s + 1 + len(points)) for s in starts]
-    return b"".join(f.encode("utf-8", "surrogateescape") + b"\0" for f in header + fields)
+    return ("\0".join(header + fields) + "\0").encode("utf-8", "surrogateescape")
+
+
+def encode_points(points: Sequence[Point]) -> list[bytes]:
+    """Every group file's bytes. Raises ConfigError for a value that cannot travel unchanged, so
+    call it before anything is written or submitted."""
+    return [encode_group(first, points[first : first + GROUP]) for first in range(0, len(points), GROUP)]
 
 
 def check_points(points: Sequence[Point]) -> None:
-    """Raise ConfigError for a value that cannot travel unchanged (before anything is written)."""
+    """Raise ConfigError for a value that cannot travel unchanged."""
     for point in points:
         for value in point.env.values():
             container_env_value(value)
 
 
-def write_points(directory: Path, points: Sequence[Point]) -> None:
+def write_points(directory: Path, groups: Sequence[bytes]) -> None:
     target = directory / "points"
     target.mkdir(parents=True, exist_ok=True)
-    for first in range(0, len(points), GROUP):
-        data = encode_group(first, points[first : first + GROUP])
-        tmp = target / f".{first // GROUP}.rec.tmp"
+    for k, data in enumerate(groups):
+        tmp = target / f".{k}.rec.tmp"
         tmp.write_bytes(data)
-        os.replace(tmp, target / f"{first // GROUP}.rec")
+        os.replace(tmp, target / f"{k}.rec")
 
 
 def read_point(directory: Path, index: int) -> Point:

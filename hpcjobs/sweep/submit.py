@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcjobs.errors import ConfigError, HpcjobsError
 from hpcjobs.sweep.plan import ArrayPlan, plan_arrays
-from hpcjobs.sweep.pointfile import check_points, write_points
+from hpcjobs.sweep.pointfile import encode_points, write_points
 from hpcjobs.sweep.points import Point, to_points
 from hpcjobs.sweep.record import ArrayEntry, SweepRecord, new_id
 from hpcjobs.sweep.script import ARGS_WORD, task_lines
@@ -41,13 +42,15 @@ def refuse_own_fields(spec: JobSpec) -> None:
 
 
 def cluster_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
-    probe = getattr(scheduler, "array_limits", None)
-    if probe is None:  # a backend without it: ask the CLI
-        from hpcjobs.schedulers.slurm_cli import SlurmCli
+    """The limits, and how many job records the controller holds now (counted against MaxJobCount)."""
+    from hpcjobs.schedulers.slurm_cli import SlurmCli
 
-        probe = SlurmCli(runner).array_limits
+    probe = getattr(scheduler, "array_limits", None)
+    count = getattr(scheduler, "job_records", None)
+    if probe is None or count is None:  # a backend without them: ask the CLI
+        probe, count = SlurmCli(runner).array_limits, SlurmCli(runner).job_records
     limits: ArrayLimits = probe(qos)
-    return limits
+    return replace(limits, jobs_now=int(count()))
 
 
 def submit_sweep(
@@ -66,13 +69,17 @@ def submit_sweep(
     from hpcjobs.schedulers import get_scheduler
     from hpcjobs.sweep.handle import Sweep
 
-    pts = to_points(points)
     merged, _ = apply_overrides(spec, overrides or {})
     refuse_own_fields(merged)
-    check_points(pts)
     resolved = resolve(spec, site, overrides)  # refuses bad jobs before asking Slurm anything
     sched = scheduler or get_scheduler(runner)
-    plans = plan_arrays(range(len(pts)), cluster_limits(sched, runner, resolved.qos), contiguous=True)
+    # the two Slurm queries run while the points are checked and encoded (they wait on slurmctld)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asked = pool.submit(cluster_limits, sched, runner, resolved.qos)
+        pts = to_points(points)
+        groups = encode_points(pts)  # refuses values that cannot travel unchanged
+        limits = asked.result()
+    plans = plan_arrays(range(len(pts)), limits, contiguous=True)
 
     job = prepare(spec, site, overrides, runner=runner, scheduler=sched)  # the one image preparation
     workdir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
@@ -86,7 +93,7 @@ def submit_sweep(
     if (base / "sweep.json").exists():
         raise ConfigError(f"{base} already holds a sweep: choose another directory")
     (base / "logs").mkdir(parents=True, exist_ok=True)
-    write_points(base, pts)
+    write_points(base, groups)
     record = SweepRecord(
         id=sweep_id, directory=base, n_points=len(pts),
         job=merged.model_dump(mode="json", exclude_unset=True), site=site.model_dump(mode="json", exclude_unset=True),

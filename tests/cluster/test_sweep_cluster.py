@@ -58,6 +58,8 @@ def scontrol_lines(job_id: str) -> list[str]:
 def test_cluster_limits_are_read_from_slurm(cluster: Cluster) -> None:
     limits = SlurmCli().array_limits()
     assert limits == ArrayLimits(1001, 10000)  # dev cluster: no slurmdbd, so no per-user limits visible
+    listed = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout
+    assert abs(SlurmCli().job_records() - len(listed.splitlines())) < 200  # others submit meanwhile
 
 
 def test_sweep_larger_than_max_array_size_held_released_and_cancelled(cluster: Cluster, job_dir: Path) -> None:
@@ -114,6 +116,9 @@ class _Capture:
 
     def array_limits(self, qos: str | None = None) -> ArrayLimits:
         return ArrayLimits(1001, 10000)
+
+    def job_records(self) -> int:
+        return 0
 
     def submit(self, script: str, *, cwd: str | None = None) -> str:
         self.scripts.append(script)

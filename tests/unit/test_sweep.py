@@ -28,7 +28,7 @@ from hpcjobs.schedulers.slurm_cli import (
 )
 from hpcjobs.sweep.handle import Sweep
 from hpcjobs.sweep.plan import plan_arrays
-from hpcjobs.sweep.pointfile import GROUP, read_point, write_points
+from hpcjobs.sweep.pointfile import GROUP, encode_points, read_point, write_points
 from hpcjobs.sweep.points import Point, grid, load_points_file, to_point, to_points
 from hpcjobs.sweep.script import task_lines
 from tests.strategies import hostile_args, hostile_text
@@ -222,7 +222,7 @@ def test_property_bash_reads_each_point_exactly(tmp_path_factory: Any, points: l
     d = tmp_path_factory.mktemp("pts")
     # pad so that the picked point lives in the second group file
     pts = [Point(("pad",), {})] * GROUP + [Point(tuple(a), {"HOSTILE": v}) for a, v in points]
-    write_points(d, pts)
+    write_points(d, encode_points(pts))
     index = GROUP + pick % len(points)
     args, envs = _bash_reads(d, index, start=GROUP - 3)
     want_args, want_value = points[index - GROUP]
@@ -232,7 +232,7 @@ def test_property_bash_reads_each_point_exactly(tmp_path_factory: Any, points: l
 
 
 def test_a_task_without_its_record_fails(tmp_path: Path) -> None:
-    write_points(tmp_path, [Point(("a",))])
+    write_points(tmp_path, encode_points([Point(("a",))]))
     (tmp_path / "logs").mkdir()
     lines = task_lines(str(tmp_path), "s", 0, "APPTAINERENV_", start=0, points=None)
     proc = subprocess.run(["bash", "-c", "set -eo pipefail\n" + "\n".join(lines)],
@@ -255,6 +255,7 @@ class FakeSlurm:
         self.tasks: dict[str, dict[int, tuple[str, int]]] = {}  # array → task → (state, exit)
         self.refuse_after = refuse_after
         self.cancelled: list[str] = []
+        self.records_now = 0
         self.runner = RecordingRunner(answer=self.answer)
 
     def answer(self, call: Call) -> Completed:
@@ -272,6 +273,8 @@ class FakeSlurm:
             last = spec.split("=")[1].split("%")[0].split("-")[-1]
             self.tasks[jid] = {t: ("PENDING", 0) for t in range(int(last) + 1)}
             return Completed(argv, 0, f"{jid}\n", "")
+        if argv[0] == "squeue" and "%i" in argv:  # job records now, for the MaxJobCount check
+            return Completed(argv, 0, "1\n2\n" * self.records_now, "")
         if argv[0] == "squeue":
             ids = argv[argv.index("-j") + 1].split(",")
             rows = []
@@ -317,9 +320,10 @@ def test_submit_chunks_renders_and_records(tmp_path: Path, sif: None, monkeypatc
     assert json.loads(pointer.read_text())["directory"] == str(sw.directory)
     again = Sweep.load(sw.id, scheduler=fake.sched())
     assert again.job_ids == sw.job_ids and len(again) == 10
+    before = len(fake.runner.calls)
     st = again.status()
     assert st.counts == {"PENDING": 10} and not st.done
-    assert sum(1 for a in fake.runner.argvs() if a[0] == "squeue") == 1  # all arrays, one query
+    assert [a[0] for a in fake.runner.argvs()[before:]] == ["squeue"]  # all arrays, one query
 
 
 def test_status_wait_failed_retry_and_cancel(tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -361,6 +365,9 @@ def test_nothing_is_submitted_when_a_check_fails(tmp_path: Path, sif: None) -> N
     fake = FakeSlurm()
     with pytest.raises(LimitExceeded, match="MaxJobCount = 100"):
         _job().map([[str(i)] for i in range(101)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    fake.records_now = 25  # 50 job records: 50 more would reach MaxJobCount = 100
+    with pytest.raises(LimitExceeded, match="not now: the controller holds 50 jobs"):
+        _job().map([[str(i)] for i in range(50)], SITE, scheduler=fake.sched(), cwd=tmp_path)
     with pytest.raises(ConfigError, match="array: a sweep makes its own job arrays"):
         ContainerJob(image=SIF, array="0-3").map([["a"]], SITE, scheduler=fake.sched(), cwd=tmp_path)
     with pytest.raises(ConfigError, match="output: a sweep writes one log per point"):
