@@ -236,3 +236,26 @@ def test_user_cli_refuses_a_sweep_beyond_max_job_count(cluster: Cluster, job_dir
     assert r.returncode == 2 and r.stdout == ""
     assert "10100 points are more than the cluster's MaxJobCount = 10000" in r.stderr and r.stderr.count("\n") == 1
     assert not (job_dir / "hpcjobs-sweeps").exists()
+
+
+def test_user_cli_sweep_cancel_and_list(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\nextra_sbatch: [--hold]\nsweep:\n  points: [[a], [b]]\n  dir: mine\n"
+    )
+    r = user_cli("submit", "job.yaml", "--json", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    sweep_id = json.loads(r.stdout)["sweep_id"]
+    assert (job_dir / "mine" / "sweep.json").is_file()
+    assert sweep_id in user_cli("sweep", "list", cwd=job_dir).stdout.split()
+    r = user_cli("sweep", "cancel", sweep_id, cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 30
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        r = user_cli("sweep", "status", sweep_id, "--json", cwd=job_dir)
+        states = [p["state"] for p in json.loads(r.stdout)["points"]]
+        if states == ["CANCELLED", "CANCELLED"]:
+            break
+        time.sleep(0.5)
+    assert states == ["CANCELLED", "CANCELLED"]
+    assert "JobState=CANCELLED" in scontrol_lines(json.loads(r.stdout)["job_ids"][0])[0]

@@ -389,3 +389,16 @@ def test_array_throttle_precedence() -> None:
     assert resolve(spec, site, {"array_throttle": 2}).array == "0-9%2"
     assert resolve(ContainerJob(image=SIF, array="0-9%5"), site).array == "0-9%5"  # written out: kept
     assert resolve(ContainerJob(image=SIF, array="0-9"), SITE).array == "0-9"
+
+
+def test_plain_progress_prints_when_counts_change(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from hpcjobs.sweep.progress import plain, use_rich
+
+    show = plain()
+    show({"PENDING": 3}, 3)
+    show({"PENDING": 3}, 3)
+    show({"COMPLETED": 2, "FAILED": 1}, 3)
+    assert capsys.readouterr().err == "0/3 ended: 3 pending\n3/3 ended: 2 completed, 1 failed\n"
+    assert not use_rich(io.StringIO())  # not a terminal: plain lines
