@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ def index_dir() -> Path:
 
 
 def new_id(name: str) -> str:
+    """``NAME-YYYYmmdd-HHMMSS-RANDOM``: a file name and a directory that needs no quoting anywhere."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{name[:40]}-{stamp}-{secrets.token_hex(3)}"
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "-", name[:40]).strip("-.") or "sweep"
+    return f"{safe}-{stamp}-{secrets.token_hex(3)}"
 
 
 @dataclass

@@ -402,3 +402,11 @@ def test_plain_progress_prints_when_counts_change(capsys: pytest.CaptureFixture[
     show({"COMPLETED": 2, "FAILED": 1}, 3)
     assert capsys.readouterr().err == "0/3 ended: 3 pending\n3/3 ended: 2 completed, 1 failed\n"
     assert not use_rich(io.StringIO())  # not a terminal: plain lines
+
+
+def test_sweep_ids_are_plain_names() -> None:
+    from hpcjobs.sweep.record import new_id
+
+    sid = new_id("my job #1 50% 'x'")
+    assert sid.startswith("my-job--1-50---x-") and all(c.isalnum() or c in "_.+-" for c in sid)
+    assert new_id("%%%").startswith("sweep-")
