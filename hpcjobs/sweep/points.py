@@ -74,8 +74,30 @@ def to_point(raw: Any, where: str = "point") -> Point:
     )
 
 
+def _plain(raw: Any) -> Point | None:
+    """The common point (a list of strings, or a dict of exactly that), checked cheaply; None: ask
+    :func:`to_point`, which checks everything and names what is wrong."""
+    if type(raw) is list:
+        args, env = raw, None
+    elif type(raw) is dict and raw.keys() <= {"args", "env"}:
+        args, env = raw.get("args") or [], raw.get("env") or {}
+        if type(args) is not list or type(env) is not dict:
+            return None
+    else:
+        return None
+    for a in args:
+        if type(a) is not str or "\x00" in a:
+            return None
+    if env:
+        for k, v in env.items():
+            if type(k) is not str or type(v) is not str or "\x00" in v or not ENV_NAME.match(k):
+                return None
+        return Point(tuple(args), dict(env))
+    return Point(tuple(args), {})
+
+
 def to_points(raw: Iterable[Any], where: str = "points") -> list[Point]:
-    points = [to_point(p, f"{where}[{i}]") for i, p in enumerate(raw)]
+    points = [_plain(p) or to_point(p, f"{where}[{i}]") for i, p in enumerate(raw)]
     if not points:
         raise ConfigError(f"{where}: a sweep needs at least one point")
     return points

@@ -27,22 +27,29 @@ def task_lines(
     else:
         where = [f"hpcjobs_point=$(({start} + SLURM_ARRAY_TASK_ID))"]
     suffix = "" if attempt == 0 else f".retry{attempt}"
+    bad = f'{{ echo "hpcjobs: points file has no valid record for point $hpcjobs_point" >&2; exit {BAD_RECORD_EXIT}; }}'
     return [
         f"# sweep {sweep_id}, attempt {attempt}: this task's point (arguments, environment) comes from",
-        "# the points file, read as NUL-delimited fields: no value is parsed by a shell",
+        "# the points file, read as NUL-delimited fields: no value is parsed by a shell. Numbers from",
+        "# the file are checked to be digits before arithmetic uses them (it would evaluate anything else).",
         f"hpcjobs_sweep_dir={sh_quote(directory)}",
         *where,
         f'exec >"$hpcjobs_sweep_dir/logs/point-$hpcjobs_point{suffix}.out" 2>&1',
         f"mapfile -d '' -t hpcjobs_f <\"$hpcjobs_sweep_dir/points/$((hpcjobs_point / {GROUP})).rec\"",
-        f"hpcjobs_i=${{hpcjobs_f[1 + hpcjobs_point % {GROUP}]}}",
-        'if [ "${hpcjobs_f[hpcjobs_i]}" != "$hpcjobs_point" ]; then',
-        f'  echo "hpcjobs: points file has no record for point $hpcjobs_point" >&2; exit {BAD_RECORD_EXIT}',
+        f"hpcjobs_k=$((hpcjobs_point % {GROUP}))",
+        "hpcjobs_i=${hpcjobs_f[1 + hpcjobs_k]-}",
+        "if ! [[ ${hpcjobs_f[0]-} =~ ^[0-9]+$ && $hpcjobs_i =~ ^[0-9]+$ ]] || ((hpcjobs_k >= hpcjobs_f[0])) \\",
+        '  || [ "${hpcjobs_f[hpcjobs_i]-}" != "$hpcjobs_point" ]; then',
+        f"  {bad}",
         "fi",
-        "hpcjobs_n=${hpcjobs_f[hpcjobs_i + 1]}",
+        "hpcjobs_n=${hpcjobs_f[hpcjobs_i + 1]-}",
+        f"[[ $hpcjobs_n =~ ^[0-9]+$ ]] || {bad}",
         'hpcjobs_args=("${hpcjobs_f[@]:hpcjobs_i + 2:hpcjobs_n}")',
         "hpcjobs_i=$((hpcjobs_i + 2 + hpcjobs_n))",
-        'for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_f[hpcjobs_i]}"; do',
+        "hpcjobs_n=${hpcjobs_f[hpcjobs_i]-}",
+        f"[[ $hpcjobs_n =~ ^[0-9]+$ ]] || {bad}",
+        'for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_n}"; do',
         f'  export "{env_prefix}$hpcjobs_e"',
         "done",
-        "unset hpcjobs_f hpcjobs_i hpcjobs_n hpcjobs_e",
+        "unset hpcjobs_f hpcjobs_i hpcjobs_k hpcjobs_n hpcjobs_e",
     ]

@@ -237,8 +237,23 @@ def test_a_task_without_its_record_fails(tmp_path: Path) -> None:
     lines = task_lines(str(tmp_path), "s", 0, "APPTAINERENV_", start=0, points=None)
     proc = subprocess.run(["bash", "-c", "set -eo pipefail\n" + "\n".join(lines)],
                           env={"SLURM_ARRAY_TASK_ID": "5", "PATH": "/usr/bin:/bin"})  # fmt: skip
-    assert proc.returncode != 0
-    assert "no record for point 5" in (tmp_path / "logs" / "point-5.out").read_text()
+    assert proc.returncode == 97
+    assert "no valid record for point 5" in (tmp_path / "logs" / "point-5.out").read_text()
+
+
+def test_a_corrupt_points_file_is_never_evaluated(tmp_path: Path) -> None:
+    """Bash arithmetic evaluates text (a[$(cmd)] runs cmd): numbers read from the file are checked first."""
+    (tmp_path / "points").mkdir()
+    (tmp_path / "logs").mkdir()
+    pwned = tmp_path / "pwned"
+    evil = f"a[$(touch {pwned})]"
+    for fields in (["2", "3", evil], ["2", evil, "x"], ["1", "2", "0", evil], ["1", "2", "0", "0", evil]):
+        (tmp_path / "points" / "0.rec").write_bytes(b"".join(f.encode() + b"\0" for f in fields))
+        lines = task_lines(str(tmp_path), "s", 0, "APPTAINERENV_", start=0, points=None)
+        proc = subprocess.run(["bash", "-c", "set -eo pipefail\n" + "\n".join(lines)],
+                              env={"SLURM_ARRAY_TASK_ID": "0", "PATH": "/usr/bin:/bin"})  # fmt: skip
+        assert proc.returncode == 97, fields
+    assert not pwned.exists()
 
 
 # -------------------------------------------------------------------- through a fake Slurm

@@ -14,21 +14,27 @@
 set -eo pipefail
 export APPTAINERENV_SITE_VAR='site value'
 # sweep tool-20260101-000000-abc123, attempt 2: this task's point (arguments, environment) comes from
-# the points file, read as NUL-delimited fields: no value is parsed by a shell
+# the points file, read as NUL-delimited fields: no value is parsed by a shell. Numbers from
+# the file are checked to be digits before arithmetic uses them (it would evaluate anything else).
 hpcjobs_sweep_dir='/home/u/run dir/hpcjobs-sweeps/tool-20260101-000000-abc123'
 hpcjobs_points=(4 1500 9999)
 hpcjobs_point=${hpcjobs_points[SLURM_ARRAY_TASK_ID]}
 exec >"$hpcjobs_sweep_dir/logs/point-$hpcjobs_point.retry2.out" 2>&1
-mapfile -d '' -t hpcjobs_f <"$hpcjobs_sweep_dir/points/$((hpcjobs_point / 100)).rec"
-hpcjobs_i=${hpcjobs_f[1 + hpcjobs_point % 100]}
-if [ "${hpcjobs_f[hpcjobs_i]}" != "$hpcjobs_point" ]; then
-  echo "hpcjobs: points file has no record for point $hpcjobs_point" >&2; exit 97
+mapfile -d '' -t hpcjobs_f <"$hpcjobs_sweep_dir/points/$((hpcjobs_point / 1000)).rec"
+hpcjobs_k=$((hpcjobs_point % 1000))
+hpcjobs_i=${hpcjobs_f[1 + hpcjobs_k]-}
+if ! [[ ${hpcjobs_f[0]-} =~ ^[0-9]+$ && $hpcjobs_i =~ ^[0-9]+$ ]] || ((hpcjobs_k >= hpcjobs_f[0])) \
+  || [ "${hpcjobs_f[hpcjobs_i]-}" != "$hpcjobs_point" ]; then
+  { echo "hpcjobs: points file has no valid record for point $hpcjobs_point" >&2; exit 97; }
 fi
-hpcjobs_n=${hpcjobs_f[hpcjobs_i + 1]}
+hpcjobs_n=${hpcjobs_f[hpcjobs_i + 1]-}
+[[ $hpcjobs_n =~ ^[0-9]+$ ]] || { echo "hpcjobs: points file has no valid record for point $hpcjobs_point" >&2; exit 97; }
 hpcjobs_args=("${hpcjobs_f[@]:hpcjobs_i + 2:hpcjobs_n}")
 hpcjobs_i=$((hpcjobs_i + 2 + hpcjobs_n))
-for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_f[hpcjobs_i]}"; do
+hpcjobs_n=${hpcjobs_f[hpcjobs_i]-}
+[[ $hpcjobs_n =~ ^[0-9]+$ ]] || { echo "hpcjobs: points file has no valid record for point $hpcjobs_point" >&2; exit 97; }
+for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_n}"; do
   export "APPTAINERENV_$hpcjobs_e"
 done
-unset hpcjobs_f hpcjobs_i hpcjobs_n hpcjobs_e
+unset hpcjobs_f hpcjobs_i hpcjobs_k hpcjobs_n hpcjobs_e
 exec apptainer run --no-eval --bind /tmp:/tmp:rw /images/tool.sif python3 fit.py "${hpcjobs_args[@]}"
