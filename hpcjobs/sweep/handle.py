@@ -32,7 +32,7 @@ class PointStatus:
     exit_code: int | None
     signal: int | None
     elapsed_s: int | None
-    log: Path
+    log: str  # the file the latest attempt writes (str: 10,000 Path objects per poll cost more than the poll)
     reason: str | None = None
 
     @property
@@ -42,7 +42,7 @@ class PointStatus:
     def as_dict(self) -> dict[str, Any]:
         return {"point": self.point, "attempt": self.attempt, "job_id": self.job_id, "state": self.state.name,
                 "exit_code": self.exit_code, "signal": self.signal, "elapsed_s": self.elapsed_s,
-                "log": str(self.log), "reason": self.reason}  # fmt: skip
+                "log": self.log, "reason": self.reason}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,9 +169,10 @@ class Sweep:
         answer: Mapping[str, JobStatus] = self.scheduler.status(open_arrays) if open_arrays else {}
         out: list[PointStatus] = []
         changed = False
+        logs = str(self.directory / "logs")
         for point, (entry, task) in enumerate(latest):
             task_id = f"{entry.job_id}_{task}"
-            log = self.directory / "logs" / log_name(point, entry.attempt)
+            log = f"{logs}/{log_name(point, entry.attempt)}"
             kept = final.get(point)
             if _final_for(kept, entry.attempt):
                 assert kept is not None
