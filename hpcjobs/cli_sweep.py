@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from hpcjobs.resolve import ResolvedJob
+    from hpcjobs.plugin_api import ResolvedJob
     from hpcjobs.spec import JobSpec
     from hpcjobs.sweep.handle import Sweep, SweepStatus
     from hpcjobs.sweep.points import Point
@@ -32,10 +32,10 @@ def submit_sweep_file(
     ctx: click.Context, spec: JobSpec, points: list[Point], directory: str | None, site_path: str | None,
     sets: Mapping[str, Any], *, wait_: bool, as_json: bool, poll_s: float,
 ) -> None:  # fmt: skip
-    from hpcjobs.api import load_site_arg
+    from hpcjobs.api import load_site_arg, prepare
     from hpcjobs.sweep.submit import submit_sweep
 
-    sweep = submit_sweep(spec, points, load_site_arg(site_path), sets, directory=directory)
+    sweep = submit_sweep(spec, points, load_site_arg(site_path), sets, directory=directory, prepare=prepare)
     if not as_json:
         click.echo(sweep.id)
         click.echo(f"{len(sweep)} points in {len(sweep.job_ids)} array(s): {' '.join(sweep.job_ids)}; "
@@ -61,12 +61,14 @@ def render_first_array(
     from hpcjobs.errors import HpcjobsError
     from hpcjobs.schedulers import SlurmCli
     from hpcjobs.schedulers.base import ArrayLimits
+    from hpcjobs.sweep.arrays import array_script
+    from hpcjobs.sweep.envcarry import env_carrier
     from hpcjobs.sweep.plan import plan_arrays
-    from hpcjobs.sweep.pointfile import check_points
-    from hpcjobs.sweep.submit import SWEEP_DIRS, array_script, refuse_own_fields
+    from hpcjobs.sweep.pointfile import encode_points
+    from hpcjobs.sweep.submit import SWEEP_DIRS, refuse_own_fields
 
     refuse_own_fields(spec)
-    check_points(points)
+    encode_points(points, env_carrier(job))  # refuses what submit would refuse
     try:
         limits = SlurmCli(retries=0).array_limits(job.qos)
     except HpcjobsError as exc:

@@ -257,12 +257,12 @@ class Sweep:
         array job ids. The image is the sweep's: the same digest-pinned SIF, not converted again."""
         from dataclasses import replace
 
-        from hpcjobs.api import ContainerJob
         from hpcjobs.config.site import SiteConfig
         from hpcjobs.images.refs import parse_ref, stat_sif
         from hpcjobs.resolve import resolve
+        from hpcjobs.spec import JobSpec
+        from hpcjobs.sweep.arrays import cluster_limits, submit_arrays
         from hpcjobs.sweep.plan import plan_arrays
-        from hpcjobs.sweep.submit import cluster_limits, submit_arrays
 
         st = self.status()
         chosen = sorted(set(st.failed() if points is None else [self._index(p) for p in points]))
@@ -271,7 +271,7 @@ class Sweep:
         running = [p for p in chosen if not st.points[p].is_terminal]
         if running:
             raise HpcjobsError(f"sweep {self.id}: point(s) {running[:10]} have not ended; retry only ended points")
-        spec = ContainerJob.model_validate(self.record.job)
+        spec = JobSpec.model_validate(self.record.job)
         site = SiteConfig.model_validate(self.record.site)
         job = resolve(spec, site)
         image = self.record.image

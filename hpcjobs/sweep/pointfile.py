@@ -5,11 +5,11 @@ Points are grouped ``GROUP`` to a file (``points/<index // GROUP>.rec``): a task
 of at most ``GROUP`` points, not all of them (measured in docs/benchmarks.md). A file holds, NUL-terminated::
 
     COUNT  START_0 … START_{COUNT-1}  record_0 record_1 …
-    record = INDEX  NARGS ARG…  NENV NAME=VALUE…
+    record = INDEX  NARGS ARG…  NENV EXPORTED_NAME=EXPORTED_VALUE…
 
-``START_k`` is the field number where point ``k`` of the file begins. Environment values are
-stored escaped for ``APPTAINERENV_*`` (:func:`hpcjobs.render.container_env_value`), exactly as a
-single job's environment is written.
+``START_k`` is the field number where point ``k`` of the file begins. Environment variables are
+stored as the job's runtime exports them (``APPTAINERENV_NAME``, its value escaped by
+:func:`hpcjobs.runtimes.apptainer.container_env_value`), exactly as a single job's are written.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpcjobs.render import container_env_value
+from hpcjobs.sweep.envcarry import Carry
 from hpcjobs.sweep.points import Point
 
 # Points per file. Measured on the dev VM (docs/benchmarks.md): a task finds its record in a file of
@@ -26,7 +26,7 @@ from hpcjobs.sweep.points import Point
 GROUP = 1000
 
 
-def encode_group(first: int, points: Sequence[Point]) -> bytes:
+def encode_group(first: int, points: Sequence[Point], carry: Carry) -> bytes:
     fields: list[str] = []
     starts: list[int] = []
     for k, point in enumerate(points):
@@ -35,22 +35,15 @@ def encode_group(first: int, points: Sequence[Point]) -> bytes:
         fields.append(str(len(point.args)))
         fields += point.args
         fields.append(str(len(point.env)))
-        fields += [f"{name}={container_env_value(value)}" for name, value in point.env.items()]
+        fields += [carry(name, value) for name, value in point.env.items()]
     header = [str(len(points))] + [str(s + 1 + len(points)) for s in starts]
     return ("\0".join(header + fields) + "\0").encode("utf-8", "surrogateescape")
 
 
-def encode_points(points: Sequence[Point]) -> list[bytes]:
+def encode_points(points: Sequence[Point], carry: Carry) -> list[bytes]:
     """Every group file's bytes. Raises ConfigError for a value that cannot travel unchanged, so
     call it before anything is written or submitted."""
-    return [encode_group(first, points[first : first + GROUP]) for first in range(0, len(points), GROUP)]
-
-
-def check_points(points: Sequence[Point]) -> None:
-    """Raise ConfigError for a value that cannot travel unchanged."""
-    for point in points:
-        for value in point.env.values():
-            container_env_value(value)
+    return [encode_group(first, points[first : first + GROUP], carry) for first in range(0, len(points), GROUP)]
 
 
 def write_points(directory: Path, groups: Sequence[bytes]) -> None:
@@ -61,7 +54,7 @@ def write_points(directory: Path, groups: Sequence[bytes]) -> None:
 
 
 def read_point(directory: Path, index: int) -> Point:
-    """Decode one point back (environment values as the task sees them before Apptainer unescapes)."""
+    """Decode one point back (environment as the task exports it: runtime names and escaping)."""
     data = (directory / "points" / f"{index // GROUP}.rec").read_bytes()
     f = [x.decode("utf-8", "surrogateescape") for x in data.split(b"\0")[:-1]]
     i = int(f[1 + index % GROUP])

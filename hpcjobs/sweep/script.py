@@ -18,7 +18,7 @@ def log_name(point: int, attempt: int) -> str:
 
 
 def task_lines(
-    directory: str, sweep_id: str, attempt: int, env_prefix: str, *, start: int | None, points: Sequence[int] | None
+    directory: str, sweep_id: str, attempt: int, *, start: int | None, points: Sequence[int] | None
 ) -> list[str]:
     """Bash lines for one array of a sweep. Task ``t`` runs point ``start + t`` or ``points[t]``."""
     if points is not None:
@@ -49,7 +49,7 @@ def task_lines(
         "hpcjobs_n=${hpcjobs_f[hpcjobs_i]-}",
         f"[[ $hpcjobs_n =~ ^[0-9]+$ ]] || {bad}",
         'for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_n}"; do',
-        f'  export "{env_prefix}$hpcjobs_e"',
+        '  export "${hpcjobs_e?}"  # NAME=VALUE as the runtime exports it (chosen at submission)',
         "done",
         "unset hpcjobs_f hpcjobs_i hpcjobs_k hpcjobs_n hpcjobs_e",
     ]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from hpcjobs.api import ContainerJob
 from hpcjobs.config import load_site
-from hpcjobs.render import UNCARRIABLE_ENV
+from hpcjobs.runtimes.apptainer import UNCARRIABLE_ENV
 from hpcjobs.schedulers import SlurmCli
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.sweep.handle import Sweep

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hpcjobs.api import ContainerJob
 from hpcjobs.config import load_site
 from hpcjobs.errors import ConfigError, LimitExceeded, SchedulerError
-from hpcjobs.render import UNCARRIABLE_ENV, container_env_value
 from hpcjobs.runner import Call, Completed, RecordingRunner
+from hpcjobs.runtimes.apptainer import UNCARRIABLE_ENV, container_env_value
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.schedulers.slurm_cli import (
     SEP,
@@ -191,13 +191,17 @@ def test_squeue_time_used_is_read_and_optional() -> None:
 
 # ------------------------------------------------------------------- the points file in bash
 
+def APPTAINER(name: str, value: str) -> str:
+    return f"APPTAINERENV_{name}={container_env_value(value)}"
+
+
 CARRIABLE = hostile_text.filter(lambda v: not any(bad in v for bad in UNCARRIABLE_ENV))
 
 
 def _bash_reads(directory: Path, point: int, start: int) -> tuple[list[str], dict[str, str]]:
     """Run the task lines in bash as Slurm would (SLURM_ARRAY_TASK_ID), print what they set."""
     (directory / "logs").mkdir(exist_ok=True)
-    lines = task_lines(str(directory), "s", 0, "APPTAINERENV_", start=start, points=None)
+    lines = task_lines(str(directory), "s", 0, start=start, points=None)
     dump = (
         'for a in "${hpcjobs_args[@]}"; do printf "%s\\0" "$a"; done >"$OUTF"; '
         'for v in $(compgen -e); do case $v in APPTAINERENV_*) printf "%s=%s\\0" "$v" "${!v}";; esac; '
@@ -222,19 +226,19 @@ def test_property_bash_reads_each_point_exactly(tmp_path_factory: Any, points: l
     d = tmp_path_factory.mktemp("pts")
     # pad so that the picked point lives in the second group file
     pts = [Point(("pad",), {})] * GROUP + [Point(tuple(a), {"HOSTILE": v}) for a, v in points]
-    write_points(d, encode_points(pts))
+    write_points(d, encode_points(pts, APPTAINER))
     index = GROUP + pick % len(points)
     args, envs = _bash_reads(d, index, start=GROUP - 3)
     want_args, want_value = points[index - GROUP]
     assert args == list(want_args)
     assert envs == {"APPTAINERENV_HOSTILE": container_env_value(want_value)}
-    assert read_point(d, index) == Point(tuple(want_args), {"HOSTILE": container_env_value(want_value)})
+    assert read_point(d, index) == Point(tuple(want_args), {"APPTAINERENV_HOSTILE": container_env_value(want_value)})
 
 
 def test_a_task_without_its_record_fails(tmp_path: Path) -> None:
-    write_points(tmp_path, encode_points([Point(("a",))]))
+    write_points(tmp_path, encode_points([Point(("a",))], APPTAINER))
     (tmp_path / "logs").mkdir()
-    lines = task_lines(str(tmp_path), "s", 0, "APPTAINERENV_", start=0, points=None)
+    lines = task_lines(str(tmp_path), "s", 0, start=0, points=None)
     proc = subprocess.run(["bash", "-c", "set -eo pipefail\n" + "\n".join(lines)],
                           env={"SLURM_ARRAY_TASK_ID": "5", "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert proc.returncode == 97
@@ -249,7 +253,7 @@ def test_a_corrupt_points_file_is_never_evaluated(tmp_path: Path) -> None:
     evil = f"a[$(touch {pwned})]"
     for fields in (["2", "3", evil], ["2", evil, "x"], ["1", "2", "0", evil], ["1", "2", "0", "0", evil]):
         (tmp_path / "points" / "0.rec").write_bytes(b"".join(f.encode() + b"\0" for f in fields))
-        lines = task_lines(str(tmp_path), "s", 0, "APPTAINERENV_", start=0, points=None)
+        lines = task_lines(str(tmp_path), "s", 0, start=0, points=None)
         proc = subprocess.run(["bash", "-c", "set -eo pipefail\n" + "\n".join(lines)],
                               env={"SLURM_ARRAY_TASK_ID": "0", "PATH": "/usr/bin:/bin"})  # fmt: skip
         assert proc.returncode == 97, fields
@@ -425,3 +429,31 @@ def test_sweep_ids_are_plain_names() -> None:
     sid = new_id("my job #1 50% 'x'")
     assert sid.startswith("my-job--1-50---x-") and all(c.isalnum() or c in "_.+-" for c in sid)
     assert new_id("%%%").startswith("sweep-")
+
+
+def test_other_runtime_plugins_are_asked_how_they_carry_env() -> None:
+    """A runtime that is not Apptainer's family: the carrier asks its contribute() (probe), and
+    refuses a runtime that passes the environment some other way."""
+    from hpcjobs.plugin_api import EnvVar, LaunchPlan, ResolvedJob, Words
+    from hpcjobs.resolve import resolve
+    from hpcjobs.sweep.envcarry import _probe
+
+    class Exports:
+        name = "exports"
+
+        def contribute(self, job: ResolvedJob, plan: LaunchPlan) -> None:
+            plan.env.append(EnvVar("ALWAYS", "1"))
+            plan.env += [EnvVar(f"CTR_{k}", v.upper()) for k, v in job.env.items()]
+            plan.add(Words(("ctr", "run", job.image), "x", "runtime"))
+
+    class Flags(Exports):
+        name = "flags"
+
+        def contribute(self, job: ResolvedJob, plan: LaunchPlan) -> None:
+            plan.add(Words(("ctr", *[f"--env={k}={v}" for k, v in job.env.items()], job.image), "x", "runtime"))
+
+    job = resolve(ContainerJob(image=SIF, env={"JOBVAR": "x"}), SITE)
+    carry = _probe(Exports(), job)  # type: ignore[arg-type]
+    assert carry("SEED", "a b") == "CTR_SEED=A B"
+    with pytest.raises(ConfigError, match="runtime 'flags' does not pass the environment as one exported variable"):
+        _probe(Flags(), job)("SEED", "1")  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ import pytest
 from hpcjobs.config import load_site
 from hpcjobs.resolve import resolve
 from hpcjobs.spec import JobSpec
+from hpcjobs.sweep.arrays import array_script
 from hpcjobs.sweep.plan import ArrayPlan
-from hpcjobs.sweep.submit import array_script
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 SITES = {"golden": load_site(GOLDEN / "site.yaml"), "explain": load_site(GOLDEN / "explain" / "site.yaml")}
@@ -55,8 +55,12 @@ def test_sweep_golden_script(case: str) -> None:
 
 
 def test_each_runtime_gets_the_point_env_under_its_own_prefix() -> None:
-    assert 'export "SINGULARITYENV_$hpcjobs_e"' in script("singularity")
-    assert 'export "APPTAINERENV_$hpcjobs_e"' in script("range")
+    from hpcjobs.sweep.envcarry import env_carrier
+
+    for case, prefix in (("singularity", "SINGULARITYENV_"), ("range", "APPTAINERENV_")):
+        site, fields, *_ = CASES[case]
+        job = resolve(JobSpec.model_validate(fields), SITES[site])
+        assert env_carrier(job)("K", "$v") == f"{prefix}K=\\$v"
 
 
 def test_sweep_goldens_are_shellcheck_clean() -> None:

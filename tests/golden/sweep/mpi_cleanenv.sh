@@ -16,6 +16,16 @@
 set -eo pipefail
 export PMIX_MCA_gds=hash
 export APPTAINERENV_SITE_VAR='site value'
+hpcjobs_forward_env() {
+  local v q
+  for v in $(compgen -e); do
+    case "$v" in SLURM_*|PMIX_*|PMI_*|OMPI_*|PRTE_*|CUDA_VISIBLE_DEVICES|ROCR_VISIBLE_DEVICES|HIP_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL)
+      q=${!v//\\/\\\\}; q=${q//\$/\\\$}; q=${q//\`/\\\`}
+      export "APPTAINERENV_$v=$q" ;;
+    esac
+  done
+}
+export -f hpcjobs_forward_env
 # sweep tool-20260101-000000-abc123, attempt 0: this task's point (arguments, environment) comes from
 # the points file, read as NUL-delimited fields: no value is parsed by a shell. Numbers from
 # the file are checked to be digits before arithmetic uses them (it would evaluate anything else).
@@ -36,17 +46,7 @@ hpcjobs_i=$((hpcjobs_i + 2 + hpcjobs_n))
 hpcjobs_n=${hpcjobs_f[hpcjobs_i]-}
 [[ $hpcjobs_n =~ ^[0-9]+$ ]] || { echo "hpcjobs: points file has no valid record for point $hpcjobs_point" >&2; exit 97; }
 for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_n}"; do
-  export "APPTAINERENV_$hpcjobs_e"
+  export "${hpcjobs_e?}"  # NAME=VALUE as the runtime exports it (chosen at submission)
 done
 unset hpcjobs_f hpcjobs_i hpcjobs_k hpcjobs_n hpcjobs_e
-hpcjobs_forward_env() {
-  local v q
-  for v in $(compgen -e); do
-    case "$v" in SLURM_*|PMIX_*|PMI_*|OMPI_*|PRTE_*|CUDA_VISIBLE_DEVICES|ROCR_VISIBLE_DEVICES|HIP_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL)
-      q=${!v//\\/\\\\}; q=${q//\$/\\\$}; q=${q//\`/\\\`}
-      export "APPTAINERENV_$v=$q" ;;
-    esac
-  done
-}
-export -f hpcjobs_forward_env
 exec srun --mpi=pmix bash -c 'hpcjobs_forward_env && exec "$@"' hpcjobs-task apptainer run --no-eval --nvccli --cleanenv --bind /tmp:/tmp:rw /images/train.sif python train.py "${hpcjobs_args[@]}"

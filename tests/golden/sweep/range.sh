@@ -34,7 +34,7 @@ hpcjobs_i=$((hpcjobs_i + 2 + hpcjobs_n))
 hpcjobs_n=${hpcjobs_f[hpcjobs_i]-}
 [[ $hpcjobs_n =~ ^[0-9]+$ ]] || { echo "hpcjobs: points file has no valid record for point $hpcjobs_point" >&2; exit 97; }
 for hpcjobs_e in "${hpcjobs_f[@]:hpcjobs_i + 1:hpcjobs_n}"; do
-  export "APPTAINERENV_$hpcjobs_e"
+  export "${hpcjobs_e?}"  # NAME=VALUE as the runtime exports it (chosen at submission)
 done
 unset hpcjobs_f hpcjobs_i hpcjobs_k hpcjobs_n hpcjobs_e
 exec apptainer run --no-eval --bind /tmp:/tmp:rw /images/tool.sif python3 fit.py "${hpcjobs_args[@]}"
