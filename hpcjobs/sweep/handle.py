@@ -162,6 +162,7 @@ class Sweep:
     def status(self) -> SweepStatus:
         """Every point's latest attempt: one ``squeue`` for all arrays still running (plus one
         history query for arrays Slurm has forgotten). Ends seen are kept in the record."""
+        self.record.refresh()  # a retry from another process adds arrays
         latest = self._latest()
         final = self.record.final
         open_arrays = sorted({e.job_id for i, (e, _t) in enumerate(latest)
@@ -192,7 +193,7 @@ class Sweep:
                 changed = True
         if changed:
             try:
-                self.record.save()
+                self.record.update()
             except OSError:
                 pass  # someone else's sweep, read-only: the answer is still right
         return SweepStatus(self.id, out)
@@ -284,7 +285,7 @@ class Sweep:
         attempt = 1 + max(self._latest()[p][0].attempt for p in chosen)
         entries = submit_arrays(self.record, job, plans, attempt=attempt, scheduler=self.scheduler)
         self.record.arrays += entries
-        self.record.save()
+        self.record.update()
         return [e.job_id for e in entries]
 
 

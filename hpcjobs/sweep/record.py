@@ -67,6 +67,7 @@ class SweepRecord:
     # point → [attempt, state, exit code, signal, elapsed_s, task id]: the last known end
     final: dict[int, list[Any]] = field(default_factory=dict)
     created: str = ""
+    _stamp: int | None = field(default=None, repr=False, compare=False)  # sweep.json's mtime when last read/written
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +91,36 @@ class SweepRecord:
         tmp = path.with_name(f".{RECORD}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.as_dict(), separators=(",", ":")), encoding="utf-8")
         os.replace(tmp, path)
+        self._stamp = path.stat().st_mtime_ns
+
+    def update(self) -> None:
+        """Save, merged with what another process saved meanwhile (``sweep retry`` in another
+        terminal adds arrays, a ``status`` there adds ends), under a lock on the sweep directory."""
+        import fcntl
+
+        with open(self.directory / ".sweep.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.refresh(force=True)
+            self.save()
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Take in what another process saved since this record was read or written (cheap when
+        nothing changed: one stat)."""
+        path = self.directory / RECORD
+        try:
+            stamp = path.stat().st_mtime_ns
+            if stamp == self._stamp and not force:
+                return
+            disk = SweepRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError):
+            return
+        mine = {a.job_id for a in self.arrays}
+        self.arrays += [a for a in disk.arrays if a.job_id not in mine]
+        self.arrays.sort(key=lambda a: (a.attempt, int(a.job_id)))  # later attempts last
+        for point, end in disk.final.items():
+            if point not in self.final or end[0] > self.final[point][0]:
+                self.final[point] = end
+        self._stamp = stamp
 
     def register(self) -> None:
         """The per-user pointer, so the id alone finds the sweep. Best effort: a read-only home
@@ -115,7 +146,9 @@ def load_record(ref: str | os.PathLike[str]) -> SweepRecord:
     for path in candidates:
         if path.is_file() and path.name == RECORD:
             try:
-                return SweepRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                record = SweepRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                record._stamp = path.stat().st_mtime_ns
+                return record
             except (OSError, ValueError, KeyError) as exc:
                 raise ConfigError(f"{path}: not a readable sweep record: {exc}") from None
     raise ConfigError(f"no sweep {text!r}: not an id in {index_dir()}, nor a sweep directory")

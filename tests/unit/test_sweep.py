@@ -457,3 +457,21 @@ def test_other_runtime_plugins_are_asked_how_they_carry_env() -> None:
     assert carry("SEED", "a b") == "CTR_SEED=A B"
     with pytest.raises(ConfigError, match="runtime 'flags' does not pass the environment as one exported variable"):
         _probe(Flags(), job)("SEED", "1")  # type: ignore[arg-type]
+
+
+def test_two_handles_on_one_sweep_keep_each_others_arrays(tmp_path: Path, sif: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """`sweep wait` in one terminal, `sweep retry` in another: the waiting handle's next save must
+    not drop the retry's array."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = FakeSlurm()
+    waiting = _job().map([[str(i)] for i in range(3)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    other = Sweep.load(waiting.id, scheduler=fake.sched())
+    fake.tasks["100"] = {0: ("COMPLETED", 0), 1: ("FAILED", 2), 2: ("RUNNING", 0)}
+    assert other.status().failed() == [1]
+    assert other.retry() == ["110"]
+    fake.tasks["100"][2] = ("COMPLETED", 0)
+    st = waiting.status()  # sees point 2 end: saves, merged
+    assert waiting.job_ids == ["100", "110"] and st.points[1].job_id == "110_0"
+    again = Sweep.load(waiting.id, scheduler=fake.sched())
+    assert again.job_ids == ["100", "110"] and again.record.final[2][1] == "COMPLETED"
