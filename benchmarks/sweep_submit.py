@@ -15,7 +15,7 @@ Everything is submitted held (--hold) and cancelled at once. In Slurm every arra
 record counted against MaxJobCount until MinJobAge after it ends (cancelled ones too), so on the
 shared dev cluster (MaxJobCount 10000) N defaults to 2002 (two full chunks) and one round; the
 benchmark refuses to start when the controller has no room.
-Usage: .venv/bin/python benchmarks/sweep_submit.py [--points 2002] [--rounds 1] [--loop-sample 200]  (mind the shared MaxJobCount)
+Usage: .venv/bin/python benchmarks/sweep_submit.py [--points 2002] [--rounds 1] [--loop-sample 200]
 """
 
 from __future__ import annotations

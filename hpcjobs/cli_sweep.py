@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -51,8 +51,9 @@ def submit_sweep_file(
 
 
 def render_first_array(
-    spec: JobSpec, job: ResolvedJob, points: list[Point], directory: str | None, *, explain: bool
-) -> str:
+    spec: JobSpec, job: ResolvedJob, points: list[Point], directory: str | None, *, explain: bool,
+    environ: Iterable[str] = (),
+) -> str:  # fmt: skip
     """The script of a sweep's first array, as submit would write it (the sweep id is not known yet:
     ``ID`` stands for it). Chunked with the cluster's limits when Slurm answers."""
     import os
@@ -79,7 +80,8 @@ def render_first_array(
     base = Path(os.path.abspath(directory)) if directory else Path(os.getcwd()) / SWEEP_DIRS / name
     click.echo(f"hpcjobs: sweep of {len(points)} points in {len(plans)} array(s); the first one follows "
                "(the others differ only in --array and their first point)", err=True)  # fmt: skip
-    return array_script(job, base, name, plans[0], attempt=0, throttle=job.array_throttle, explain=explain)
+    return array_script(job, base, name, plans[0], attempt=0, throttle=job.array_throttle, explain=explain,
+                        environ=environ)  # fmt: skip
 
 
 @click.group()

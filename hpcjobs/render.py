@@ -7,8 +7,10 @@ quotes, ``$``, ``;`` or newlines arrives in the container byte-for-byte.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from hpcjobs.directives import checked_directive, quote_value, slurm_input_vars, uncarriable
+from hpcjobs.errors import ConfigError
 from hpcjobs.plugin_api import LaunchPlan, ResolvedJob, ScriptLine
 
 PRECEDENCE = "CLI (--set) > job spec > partition > site defaults > built-in default"
@@ -26,15 +28,21 @@ def sh_join(argv: Sequence[str]) -> str:
 
 
 def directive_value(value: str) -> str:
-    # sbatch reads #SBATCH lines with its own parser: double quotes group words, '#' outside
-    # quotes starts a comment. resolve() refuses '"' and newlines in directive values.
-    if any(c in value for c in " \t#'"):
-        return f'"{value}"'
-    return value
+    """``value`` as one word of an ``#SBATCH`` line (sbatch's own quoting, see hpcjobs.directives);
+    a value no directive can carry (a control character) is refused."""
+    bad = uncarriable(value)
+    if bad is not None:
+        raise ConfigError(f"{value!r} {bad}, which an #SBATCH line cannot carry")
+    return quote_value(value)
 
 
 def render(
-    job: ResolvedJob, *, explain: bool = False, task_lines: Sequence[str] = (), task_args: str | None = None
+    job: ResolvedJob,
+    *,
+    explain: bool = False,
+    environ: Iterable[str] = (),
+    task_lines: Sequence[str] = (),
+    task_args: str | None = None,
 ) -> str:
     """The sbatch script for ``job``: its launch plan (:func:`hpcjobs.plan.build_plan`), serialized.
 
@@ -45,11 +53,17 @@ def render(
 
     plan = build_plan(job)
     plan.epilogue += [ScriptLine(code=line) for line in task_lines]
-    return render_plan(plan, explain=explain, task_args=task_args)
+    return render_plan(plan, explain=explain, environ=environ, task_args=task_args)
 
 
-def render_plan(plan: LaunchPlan, *, explain: bool = False, task_args: str | None = None) -> str:
-    """The script for ``plan``. With ``explain``, each line and command word says where it came from."""
+def render_plan(
+    plan: LaunchPlan, *, explain: bool = False, environ: Iterable[str] = (), task_args: str | None = None
+) -> str:
+    """The script for ``plan``. With ``explain``, each line and command word says where it came from,
+    and which of the variable names in ``environ`` (the submitting environment) sbatch will not see.
+
+    Every directive, the core's and a plugin's, is written as one option that sbatch reads back
+    exactly (:func:`hpcjobs.directives.checked_directive`), or refused."""
 
     def note(source: str | None) -> str:
         return f"  # <- {source}" if explain and source else ""
@@ -59,9 +73,9 @@ def render_plan(plan: LaunchPlan, *, explain: bool = False, task_args: str | Non
     if explain:
         lines.append("# --explain: '<- SOURCE' after a line says where its value came from;")
         lines.append(f"# precedence: {PRECEDENCE}.")
+        lines += _explain_input_env(environ)
     for d in plan.directives:
-        opt = d.option if d.value is None else f"{d.option}={directive_value(d.value)}"
-        lines.append(f"#SBATCH {opt}{note(d.source)}")
+        lines.append(f"#SBATCH {checked_directive(d.option, d.value)}{note(d.source)}")
     lines.append(f"set {plan.shell_options}")
     lines += _script_lines(plan.prologue, explain)
     lines += [f"export {e.name}={sh_quote(e.value)}{note(e.source)}" for e in plan.env]
@@ -76,6 +90,18 @@ def render_plan(plan: LaunchPlan, *, explain: bool = False, task_args: str | Non
     tail = f" {task_args}" if task_args else ""
     lines.append("exec " + sh_join(plan.argv()) + tail)
     return "\n".join(lines) + "\n"
+
+
+def _explain_input_env(environ: Iterable[str]) -> list[str]:
+    lines = [
+        "# sbatch is run without Slurm's input variables (SBATCH_*, SRUN_*, SLURM_* but SLURM_CONF):",
+        "# the #SBATCH lines below are all it reads, and the job does not inherit them.",
+    ]
+    cleared = slurm_input_vars(environ)
+    if cleared:
+        shown = ", ".join(cleared[:12]) + (f" and {len(cleared) - 12} more" if len(cleared) > 12 else "")
+        lines.append(f"# Set here and cleared for sbatch: {comment_text(shown)}.")
+    return lines
 
 
 def _script_lines(items: list[ScriptLine], explain: bool) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +54,7 @@ def submit_arrays(
 def array_script(
     job: ResolvedJob, directory: Path, sweep_id: str, plan: ArrayPlan, *, attempt: int, throttle: int | None,
     explain: bool = False,
+    environ: Iterable[str] = (),
 ) -> str:
     """The batch script of one array of a sweep (pure)."""
     from hpcjobs.render import render
@@ -78,7 +79,7 @@ def array_script(
         provenance=provenance,
     )
     lines = task_lines(str(directory), sweep_id, attempt, start=plan.start, points=plan.points)
-    return render(array_job, explain=explain, task_lines=lines, task_args=ARGS_WORD)
+    return render(array_job, explain=explain, environ=environ, task_lines=lines, task_args=ARGS_WORD)
 
 
 

@@ -401,7 +401,11 @@ def test_nothing_is_submitted_when_a_check_fails(tmp_path: Path, sif: None) -> N
 def test_array_throttle_precedence() -> None:
     from hpcjobs.resolve import resolve
 
-    site = SITE.model_copy(update={"defaults": SITE.defaults.model_copy(update={"array_throttle": 8})})
+    from hpcjobs.config.site import SiteConfig
+
+    data = SITE.model_dump(mode="json", exclude_unset=True)
+    data["defaults"]["array_throttle"] = 8  # (model_copy would keep SITE's worked-out partitions)
+    site = SiteConfig.model_validate(data)
     spec = ContainerJob(image=SIF, array="0-9")
     assert resolve(spec, site).array == "0-9%8"
     assert resolve(spec.model_copy(update={"array_throttle": 3}), site).array == "0-9%3"
