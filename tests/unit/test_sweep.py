@@ -399,9 +399,8 @@ def test_nothing_is_submitted_when_a_check_fails(tmp_path: Path, sif: None) -> N
 
 
 def test_array_throttle_precedence() -> None:
-    from hpcjobs.resolve import resolve
-
     from hpcjobs.config.site import SiteConfig
+    from hpcjobs.resolve import resolve
 
     data = SITE.model_dump(mode="json", exclude_unset=True)
     data["defaults"]["array_throttle"] = 8  # (model_copy would keep SITE's worked-out partitions)
