@@ -478,3 +478,23 @@ def test_two_handles_on_one_sweep_keep_each_others_arrays(tmp_path: Path, sif: N
     assert waiting.job_ids == ["100", "110"] and st.points[1].job_id == "110_0"
     again = Sweep.load(waiting.id, scheduler=fake.sched())
     assert again.job_ids == ["100", "110"] and again.record.final[2][1] == "COMPLETED"
+
+
+def test_cli_render_shows_the_first_array_and_other_targets_refuse(
+    tmp_path: Path, sif: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcjobs.cli import main
+    from hpcjobs.schedulers.slurm_cli import SlurmCli as Cli
+
+    monkeypatch.setattr(Cli, "array_limits", lambda self, qos=None: ArrayLimits(4, 100))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(f"image: {SIF}\ncommand: [fit]\nsweep:\n  points: [[a], [b], [c], [d], [e]]\n")
+    site = str(Path(__file__).resolve().parents[2] / "site-configs" / "dev-cluster.yaml")
+    main(["--site", site, "render", "job.yaml", "--image-as-written"])  # returns: exit status 0
+    out, err = capsys.readouterr()
+    assert out.startswith("#!/bin/bash\n") and "#SBATCH --array=0-3\n" in out
+    assert out.rstrip().endswith('fit "${hpcjobs_args[@]}"') and "5 points in 2 array(s)" in err
+    with pytest.raises(SystemExit) as done:
+        main(["--site", site, "render", "job.yaml", "--target", "k8s"])
+    assert done.value.code == 2
+    assert "a sweep: section submits Slurm job arrays; target 'k8s' has no sweeps" in capsys.readouterr().err
