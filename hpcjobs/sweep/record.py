@@ -155,5 +155,13 @@ def load_record(ref: str | os.PathLike[str]) -> SweepRecord:
 
 
 def list_ids() -> list[str]:
+    """Ids in the per-user index whose sweep directory still holds its record."""
     d = index_dir()
-    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+    out = []
+    for pointer in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            if (Path(json.loads(pointer.read_text())["directory"]) / RECORD).is_file():
+                out.append(pointer.stem)
+        except (OSError, ValueError, KeyError):
+            continue
+    return out

@@ -41,6 +41,13 @@ HOSTILE_POINTS: list[Any] = [
 ]  # fmt: skip
 
 
+
+@pytest.fixture(autouse=True)
+def _own_sweep_index(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process sweeps register in a throwaway index, not the tester's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 def decoded(out: str, prefix: str) -> list[str]:
     return [base64.b64decode(line[len(prefix):]).decode("utf-8", "surrogateescape")
             for line in out.splitlines() if line.startswith(prefix)]  # fmt: skip

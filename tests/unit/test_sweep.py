@@ -37,6 +37,13 @@ SITE = load_site(Path(__file__).resolve().parents[2] / "site-configs" / "dev-clu
 SIF = "/var/lib/hpcjobs-dev/images/tiny.sif"
 
 
+
+@pytest.fixture(autouse=True)
+def _own_sweep_index(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process sweeps register in a throwaway index, not the tester's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 # ------------------------------------------------------------------------------------ points
 
 
@@ -498,3 +505,15 @@ def test_cli_render_shows_the_first_array_and_other_targets_refuse(
         main(["--site", site, "render", "job.yaml", "--target", "k8s"])
     assert done.value.code == 2
     assert "a sweep: section submits Slurm job arrays; target 'k8s' has no sweeps" in capsys.readouterr().err
+
+
+def test_sweep_list_skips_sweeps_whose_directory_is_gone(tmp_path: Path, sif: None) -> None:
+    import shutil
+
+    from hpcjobs.sweep.record import list_ids
+
+    fake = FakeSlurm()
+    kept = _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=tmp_path, directory=tmp_path / "kept")
+    gone = _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=tmp_path, directory=tmp_path / "gone")
+    shutil.rmtree(gone.directory)
+    assert list_ids() == [kept.id]
