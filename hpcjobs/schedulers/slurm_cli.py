@@ -239,7 +239,9 @@ def parse_array_limits(config_text: str) -> tuple[int, int, bool]:
         max_jobs = int(values["MaxJobCount"])
     except (KeyError, ValueError):
         raise SchedulerError("scontrol show config printed no MaxArraySize/MaxJobCount") from None
-    accounting = values.get("AccountingStorageType", "accounting_storage/none") != "accounting_storage/none"
+    # no accounting storage: "accounting_storage/none" on 22.05, "(null)" on 24.11
+    storage = values.get("AccountingStorageType", "")
+    accounting = none_if_null(storage) is not None and storage != "accounting_storage/none"
     return max_array, max_jobs, accounting
 
 

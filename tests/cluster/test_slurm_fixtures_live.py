@@ -40,6 +40,7 @@ def test_live_recording_parses_like_the_committed_one(cluster: Cluster, tmp_path
     for check in (checks.test_recorded_with_hpcjobs_commands, checks.test_squeue_exit_codes_and_signals,
                   checks.test_squeue_array_tasks, checks.test_squeue_stdout_path_is_what_scontrol_says,
                   checks.test_squeue_name_with_spaces_and_semicolon, checks.test_sacct_c_exit_codes,
+                  checks.test_squeue_time_used, checks.test_array_limits_from_config,
                   checks.test_sbatch_parsable_and_comment_token,
                   checks.test_backend_status_from_squeue_then_history,
                   checks.test_invalid_job_and_cancel_messages, checks.test_discover_facts):  # fmt: skip

@@ -25,6 +25,7 @@ from hpcjobs.schedulers.slurm_cli import (
     SEP,
     SQUEUE_FORMAT,
     SlurmCli,
+    parse_array_limits,
     parse_sacct,
     parse_sbatch_output,
     parse_squeue,
@@ -135,6 +136,20 @@ def test_squeue_stdout_path_is_what_scontrol_says(rec: Recording) -> None:
     display = f"{task['ArrayJobId']}_{task['ArrayTaskId']}"
     assert display == f"{rec.job_id('fx-array')}_1"
     assert records[display].stdout_path == task["StdOut"]
+
+
+def test_squeue_time_used(rec: Recording) -> None:
+    """TimeUsed ([D-][HH:]MM:SS) reads on every row; jobs that ran for a moment used under a minute."""
+    records = parse_squeue(rec.out("squeue"))
+    assert records and all(r.elapsed_s is not None for r in records)
+    assert all(r.elapsed_s is not None and r.elapsed_s < 60 for r in records if r.name in FINISHED)
+    assert all(r.elapsed_s == 0 for r in records if r.raw_state == "PENDING")
+
+
+def test_array_limits_from_config(rec: Recording) -> None:
+    """``scontrol show config`` of a cluster without accounting storage (22.05 says
+    accounting_storage/none, 24.11 says (null)): Slurm's default limits, accounting off."""
+    assert parse_array_limits(rec.out("scontrol-show-config")) == (1001, 10000, False)
 
 
 def test_squeue_name_with_spaces_and_semicolon(rec: Recording) -> None:
