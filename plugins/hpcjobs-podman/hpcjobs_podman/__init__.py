@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hpcjobs.plugin_api import Runtime, hookimpl
-
 from hpcjobs_podman.runtime import PodmanRuntime, PodmanSettings
 
 if TYPE_CHECKING:

@@ -40,7 +40,8 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
             if entry.name.split("-")[0].split(".")[0] in RUNTIME_PACKAGES:
                 src = entry.resolve() if entry.is_symlink() else entry
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, Path(tmp) / entry.name)
-        for pkg in (REPO / "hpcjobs", PLUGIN / "hpcjobs_podman", REPO / "plugins" / "hpcjobs-profile" / "hpcjobs_profile"):
+        profile = REPO / "plugins" / "hpcjobs-profile" / "hpcjobs_profile"
+        for pkg in (REPO / "hpcjobs", PLUGIN / "hpcjobs_podman", profile):
             if pkg.is_dir() and not (Path(tmp) / pkg.name).exists():
                 shutil.copytree(pkg, Path(tmp) / pkg.name)
         subprocess.run(["chmod", "-R", "a+rX", tmp], check=True)

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from podman_user import REPO, UserCli, repo_on_path, user_cli_fixture  # noqa: E402
+from podman_user import REPO, UserCli, repo_on_path, user_cli_fixture
 
 repo_on_path()
-from tests.clusterenv import Cluster, cluster, job_dir  # noqa: E402,F401  (fixtures)
+import tests.clusterenv as clusterenv  # noqa: E402
+from tests.clusterenv import Cluster  # noqa: E402
+
+cluster, job_dir = clusterenv.cluster, clusterenv.job_dir  # the core's dev-cluster fixtures
 
 pytestmark = pytest.mark.cluster
 SITE = str(REPO / "site-configs" / "dev-cluster-podman.yaml")
