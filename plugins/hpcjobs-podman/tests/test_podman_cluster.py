@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from podman_user import REPO, UserCli, repo_on_path, user_cli_fixture
-
-repo_on_path()
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:  # the core's tests package: its dev-cluster helpers
+    sys.path.insert(0, str(REPO))
 import tests.clusterenv as clusterenv  # noqa: E402
 from tests.clusterenv import Cluster  # noqa: E402
+from tests.usercli import UserCli, user_cli_fixture  # noqa: E402
 
 cluster, job_dir = clusterenv.cluster, clusterenv.job_dir  # the core's dev-cluster fixtures
 

@@ -1,4 +1,5 @@
-"""Run the hpcjobs CLI as the dev cluster's test user, with this plugin installed."""
+"""Run the hpcjobs CLI as the dev cluster's test user, with the plugin distributions of plugins/
+installed (the plugins' cluster tests use it). Does not import hpcjobs itself."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-PLUGIN = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 UserCli = Callable[..., subprocess.CompletedProcess[str]]
 # what hpcjobs and the plugins need at run time, copied when the test user can't read the venv
 RUNTIME_PACKAGES = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection",
@@ -40,8 +40,7 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
             if entry.name.split("-")[0].split(".")[0] in RUNTIME_PACKAGES:
                 src = entry.resolve() if entry.is_symlink() else entry
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, Path(tmp) / entry.name)
-        profile = REPO / "plugins" / "hpcjobs-profile" / "hpcjobs_profile"
-        for pkg in (REPO / "hpcjobs", PLUGIN / "hpcjobs_podman", profile):
+        for pkg in (REPO / "hpcjobs", *REPO.glob("plugins/*/hpcjobs_*")):
             if pkg.is_dir() and not (Path(tmp) / pkg.name).exists():
                 shutil.copytree(pkg, Path(tmp) / pkg.name)
         subprocess.run(["chmod", "-R", "a+rX", tmp], check=True)
@@ -58,9 +57,3 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
     yield run
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def repo_on_path() -> None:
-    """Make the core's ``tests`` package importable (its dev-cluster helpers) however pytest started."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
