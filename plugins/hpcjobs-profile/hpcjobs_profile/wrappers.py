@@ -72,9 +72,9 @@ class ProfileSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    nsys: NsysSettings = Field(default_factory=NsysSettings)  # type: ignore[arg-type]
-    perf: PerfSettings = Field(default_factory=PerfSettings)  # type: ignore[arg-type]
-    strace: StraceSettings = Field(default_factory=StraceSettings)  # type: ignore[arg-type]
+    nsys: NsysSettings = Field(default_factory=NsysSettings)
+    perf: PerfSettings = Field(default_factory=PerfSettings)
+    strace: StraceSettings = Field(default_factory=StraceSettings)
 
 
 def settings_of(job: ResolvedJob) -> ProfileSettings:
