@@ -49,8 +49,9 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
         if not _ok(user, python, env):
             pytest.fail(f"{user} cannot import hpcjobs and hpcjobs_podman with {python} (PYTHONPATH={tmp})")
 
-    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full = {**env, **(extra_env or {})}
+        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in full.items()],
                 python, "-m", "hpcjobs", *args]  # fmt: skip
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
 

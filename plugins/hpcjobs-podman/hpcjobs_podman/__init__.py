@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from hpcjobs.plugin_api import Runtime, hookimpl
-from hpcjobs_podman.runtime import PodmanRuntime, PodmanSettings
+from hpcjobs_podman.runtime import DockerRuntime, DockerSettings, PodmanRuntime, PodmanSettings
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -21,14 +21,14 @@ __version__ = "0.1.0"
 # the contract version this plugin was written against (not the core's: the core checks this one)
 HPCJOBS_PLUGIN_API = "1.0"
 
-__all__ = ["HPCJOBS_PLUGIN_API", "PodmanRuntime", "PodmanSettings"]
+__all__ = ["HPCJOBS_PLUGIN_API", "DockerRuntime", "DockerSettings", "PodmanRuntime", "PodmanSettings"]
 
 
 @hookimpl
 def hpcjobs_runtimes() -> Sequence[Runtime]:
-    return [PodmanRuntime()]
+    return [PodmanRuntime(), DockerRuntime()]
 
 
 @hookimpl
 def hpcjobs_site_sections() -> Mapping[str, type[BaseModel]]:
-    return {"podman": PodmanSettings}
+    return {"podman": PodmanSettings, "docker": DockerSettings}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import subprocess
 from collections.abc import Sequence
@@ -59,8 +60,16 @@ class PodmanSettings(BaseModel):
     )
 
 
-def settings_of(job: ResolvedJob) -> PodmanSettings:
-    return PodmanSettings.model_validate(job.plugin_settings.get("podman") or {})
+class DockerSettings(PodmanSettings):
+    """``plugins.docker`` in a site config (local runs with a ``docker`` CLI): Docker has no
+    ``--userns keep-id`` and no ``--tls-verify`` (its daemon's insecure-registries decide)."""
+
+    userns: str | None = Field(None, description="--userns (Docker: only 'host'); None: omit.")
+
+
+def settings_of(job: ResolvedJob, section: str = "podman") -> PodmanSettings:
+    model = DockerSettings if section == "docker" else PodmanSettings
+    return model.model_validate(job.plugin_settings.get(section) or {})
 
 
 def mounts_host_path(flag: str) -> bool:
@@ -100,10 +109,10 @@ def insecure(registry: str, site: Any) -> bool:
         return False
 
 
-def tls_verify(job: ResolvedJob, ref: str) -> bool:
+def tls_verify(job: ResolvedJob, ref: str, section: str = "podman") -> bool:
     """The TLS setting for pulling ``ref``: ``plugins.podman.tls_verify`` (which image preparation
     fills in from the site's insecure registries), else off only for loopback registries."""
-    cfg = settings_of(job)
+    cfg = settings_of(job, section)
     if cfg.tls_verify is not None:
         return cfg.tls_verify
     return not insecure(registry_of(ref), None)
@@ -122,6 +131,8 @@ class PodmanRuntime:
     name = "podman"
     default_binary = "podman"
     gpu_flags: Sequence[str] = ("device", "cdi", "none")
+    section = "podman"  # the site config's plugins.<section>
+    tls_flag = True  # whether the CLI takes --tls-verify (Docker's does not)
 
     def mounts_host_path(self, flag: str) -> bool:
         return mounts_host_path(flag)
@@ -132,8 +143,8 @@ class PodmanRuntime:
         """Pull the image into the submitting user's Podman store and pin it by digest; with
         ``ctx.pin`` only look it up (a digest already in the store, or the reference as it is)."""
         ref = job.image_ref or job.image
-        job = _with_tls(job, ctx.site)
-        binary = [job.runtime_binary or self.default_binary, *settings_of(job).global_flags]
+        job = _with_tls(job, ctx.site, self.section)
+        binary = [job.runtime_binary or self.default_binary, *settings_of(job, self.section).global_flags]
         if ref.endswith(".sif") or ref.startswith(("/", "./", "library://", "shub://", "oras://")):
             raise ConfigError(
                 f"image {ref!r}: the podman runtime runs OCI images from a registry (docker://…) or an archive "
@@ -151,18 +162,24 @@ class PodmanRuntime:
         if "@sha256:" in name:
             return replace(job, image=name, image_ref=ref, image_digest=name.split("@", 1)[1])
         if not ctx.pin:
-            tls = "true" if tls_verify(job, name) else "false"
-            rc, _out, err = _run(ctx, [*binary, "pull", "-q", f"--tls-verify={tls}", name])
+            verify = "true" if tls_verify(job, name, self.section) else "false"
+            tls = [f"--tls-verify={verify}"] if self.tls_flag else []
+            rc, _out, err = _run(ctx, [*binary, "pull", "-q", *tls, name])
             if rc != 0:
-                raise ImageError(f"podman pull {name} failed (exit {rc}): {_last_line(err)}")
-        rc, out, _err = _run(ctx, [*binary, "image", "inspect", "--format", "{{.Digest}}", name])
-        digest = out.strip()
-        if rc != 0 or not digest.startswith("sha256:"):
+                raise ImageError(f"{self.name} pull {name} failed (exit {rc}): {_last_line(err)}")
+        repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        digest, err = self.digest(ctx, binary, name, repo)
+        if digest is None:
             if ctx.pin:  # not in the store yet: render names the reference; submit pins it
                 return replace(job, image=name, image_ref=ref)
-            raise ImageError(f"podman image inspect {name}: no digest after the pull ({_last_line(_err)})")
-        repo = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+            raise ImageError(f"{self.name} image inspect {name}: no digest after the pull ({err})")
         return replace(job, image=f"{repo}@{digest}", image_ref=ref, image_digest=digest)
+
+    def digest(self, ctx: ImageContext, binary: list[str], name: str, repo: str) -> tuple[str | None, str]:
+        """The manifest digest of ``name`` in the local store, or (None, why)."""
+        rc, out, err = _run(ctx, [*binary, "image", "inspect", "--format", "{{.Digest}}", name])
+        digest = out.strip()
+        return (digest, "") if rc == 0 and digest.startswith("sha256:") else (None, _last_line(err))
 
     # ------------------------------------------------------------------ plan
 
@@ -179,8 +196,8 @@ class PodmanRuntime:
     def container_words(self, job: ResolvedJob) -> list[Words]:
         """``podman [global flags] run --rm … [-e …] [--device …] [--mount …] [-w DIR] IMAGE [ARGS]``."""
         n = self.name
-        cfg = settings_of(job)
-        site_cfg = f"site config plugins.podman ({job.site})"
+        cfg = settings_of(job, self.section)
+        site_cfg = f"site config plugins.{self.section} ({job.site})"
 
         def w(argv: Sequence[str], source: str, role: str = "runtime") -> Words:
             return Words(tuple(argv), source, role, n)  # type: ignore[arg-type]
@@ -199,9 +216,12 @@ class PodmanRuntime:
         out.append(w(shape, f"HPC shape (host network/pid, own uid): {site_cfg}"))
         image = podman_ref(job.image)
         if job.image_ref is None or not job.image_ref.startswith(ARCHIVE_TRANSPORTS):
-            tls = "true" if tls_verify(job, image) else "false"
-            out.append(w(["--pull", cfg.pull, f"--tls-verify={tls}"],
-                         f"pull policy per task: {site_cfg}; TLS from images.insecure_registries/loopback"))
+            if self.tls_flag:
+                tls = "true" if tls_verify(job, image, self.section) else "false"
+                out.append(w(["--pull", cfg.pull, f"--tls-verify={tls}"],
+                             f"pull policy per task: {site_cfg}; TLS from images.insecure_registries/loopback"))
+            else:
+                out.append(w(["--pull", cfg.pull], f"pull policy per task: {site_cfg}"))
         else:
             out.append(w(["--pull", "never"], "image loaded from an archive into the submitter's store"))
         forward: list[str] = []
@@ -216,7 +236,7 @@ class PodmanRuntime:
             devices = cfg.gpu_devices if job.gpu_flag == "device" else cfg.cdi_devices
             if not devices:
                 raise ConfigError(
-                    f"gpu.flag {job.gpu_flag!r} with the podman runtime needs plugins.podman."
+                    f"gpu.flag {job.gpu_flag!r} with the {self.name} runtime needs plugins.{self.section}."
                     f"{'gpu_devices' if job.gpu_flag == 'device' else 'cdi_devices'} in site {job.site!r}"
                 )
             argv: list[str] = []
@@ -241,14 +261,38 @@ class PodmanRuntime:
         return out
 
 
-def _with_tls(job: ResolvedJob, site: Any) -> ResolvedJob:
-    """``job`` with ``plugins.podman.tls_verify`` decided from the site (render has no site object)."""
-    section = dict(job.plugin_settings.get("podman") or {})
+def _with_tls(job: ResolvedJob, site: Any, name: str) -> ResolvedJob:
+    """``job`` with ``plugins.<name>.tls_verify`` decided from the site (render has no site object)."""
+    section = dict(job.plugin_settings.get(name) or {})
     if section.get("tls_verify") is not None:
         return job
     ref = podman_ref(job.image_ref or job.image)
     section["tls_verify"] = not insecure(registry_of(ref), site)
-    return replace(job, plugin_settings={**job.plugin_settings, "podman": section})
+    return replace(job, plugin_settings={**job.plugin_settings, name: section})
+
+
+class DockerRuntime(PodmanRuntime):
+    """A ``docker`` CLI (Docker, or Podman's ``podman-docker``), for local runs on a workstation: the
+    same words as Podman less ``--userns keep-id`` and ``--tls-verify``; images from Docker's store."""
+
+    name = "docker"
+    default_binary = "docker"
+    section = "docker"
+    tls_flag = False
+
+    def digest(self, ctx: ImageContext, binary: list[str], name: str, repo: str) -> tuple[str | None, str]:
+        # Docker's inspect has no .Digest: the repository's entry in RepoDigests (REPO@sha256:…)
+        rc, out, err = _run(ctx, [*binary, "image", "inspect", "--format", "{{json .RepoDigests}}", name])
+        if rc != 0:
+            return None, _last_line(err)
+        try:
+            entries = [str(e) for e in json.loads(out.strip() or "[]")]
+        except ValueError:
+            return None, f"unexpected inspect output {out.strip()[:80]!r}"
+        found = sorted({e.split("@", 1)[1] for e in entries if e.split("@", 1)[0] == repo and "@sha256:" in e})
+        if len(found) == 1:
+            return found[0], ""
+        return None, f"{len(found)} digests for {repo} in the store"
 
 
 def _mode_note(job: ResolvedJob) -> str:

@@ -171,4 +171,4 @@ def test_sif_images_refused(image: str) -> None:
 def test_listed_by_hpcjobs_plugins() -> None:
     row = next(p for p in plugin_infos() if p.name == "podman")
     assert row.dist == "hpcjobs-podman" and row.api == HPCJOBS_PLUGIN_API and row.error is None
-    assert row.provides["runtimes"] == ["podman"] and row.provides["site sections"] == ["podman"]
+    assert row.provides["runtimes"] == ["podman", "docker"] and row.provides["site sections"] == ["podman", "docker"]
