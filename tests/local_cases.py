@@ -59,6 +59,7 @@ CASES: dict[str, Case] = {
     "two_tasks": Case(
         lambda img, d: {"image": img, "ntasks": 2, "mpi": "none",
                         "entrypoint": ["/bin/sh", "-c", 'echo "rank=$SLURM_PROCID of $SLURM_NTASKS"']},
-        0, lambda out: sorted(ln for ln in out.splitlines() if ln.startswith("rank=")) == ["rank=0 of 2", "rank=1 of 2"],
+        0,
+        lambda out: sorted(ln for ln in out.splitlines() if ln.startswith("rank=")) == ["rank=0 of 2", "rank=1 of 2"],
     ),
 }
