@@ -15,8 +15,9 @@ A plugin sees a :class:`ResolvedJob` (read it through its parts :attr:`~Resolved
 quote: they hand over words (:class:`Words`), literal values (:class:`EnvVar`) and argv lines
 (:class:`ScriptLine` with ``argv``). Every word carries its provenance, which ``render --explain`` prints.
 
-This module imports nothing from hpcjobs but :mod:`hpcjobs.models` and :mod:`hpcjobs.errors`, so a
-plugin importing it pulls in no more of the core. Names here are stable within a major version.
+This module imports nothing from hpcjobs but the leaves :mod:`hpcjobs.errors`, :mod:`hpcjobs.defaults` (and
+:mod:`hpcjobs.models` for types only), so importing it pulls in no more of the core (checked by
+tests/importgraph.py). Names here are stable within a major version.
 """
 
 from __future__ import annotations

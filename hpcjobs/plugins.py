@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 __all__ = [
-    "GROUP", "ContainerRuntime", "Launcher", "PluginFailure", "PluginInfo", "Runtime", "Wrapper", "failures",
+    "GROUP", "ContainerRuntime", "Launcher", "PluginFailure", "PluginInfo", "Runtime", "Wrapper", "failure_note",
+    "failures",
     "get_launcher", "get_runtime", "get_wrapper", "gpu_flags", "hookimpl", "hookspec", "launchers", "mpi_kinds",
     "plugin_infos", "plugin_manager", "runtimes", "site_sections", "wrappers",
 ]  # fmt: skip
@@ -154,8 +155,8 @@ def failures() -> list[PluginFailure]:
     return sorted(_registry().failures.values(), key=lambda f: f.name)
 
 
-def _failure_note(name: str) -> str:
-    """The load failures to mention when ``name`` was asked for and not found."""
+def failure_note(name: str) -> str:
+    """The load failures to mention when ``name`` was asked for and not found ('' when none)."""
     fails = _registry().failures
     if name in fails:
         return f"; {fails[name].describe()}"
@@ -217,7 +218,7 @@ def get_runtime(name: str) -> Runtime:
     if name not in rts:
         raise ConfigError(
             f"container runtime {name!r} is not provided by any plugin (have: {', '.join(sorted(rts))})"
-            + _failure_note(name)
+            + failure_note(name)
         )
     return rts[name]
 
@@ -226,7 +227,7 @@ def get_wrapper(name: str) -> Wrapper:
     found = wrappers()
     if name not in found:
         have = ", ".join(sorted(found)) or "none installed"
-        raise ConfigError(f"wrapper {name!r} is not provided by any plugin (have: {have})" + _failure_note(name))
+        raise ConfigError(f"wrapper {name!r} is not provided by any plugin (have: {have})" + failure_note(name))
     return found[name]
 
 
@@ -238,7 +239,7 @@ def get_launcher(job: ResolvedJob) -> Launcher | None:
         if job.mpi in getattr(ln, "mpi_kinds", ()) and ln.handles(job):
             return ln
     raise ConfigError(
-        f"no launcher serves mpi {job.mpi!r} (have: {', '.join(sorted(mpi_kinds()))})" + _failure_note(job.mpi)
+        f"no launcher serves mpi {job.mpi!r} (have: {', '.join(sorted(mpi_kinds()))})" + failure_note(job.mpi)
     )
 
 
@@ -258,7 +259,7 @@ def check_name(kind: str, name: str) -> str:
     if name not in names:
         quoted = [repr(n) for n in names]
         expected = (", ".join(quoted[:-1]) + " or " + quoted[-1]) if len(quoted) > 1 else "".join(quoted) or "nothing"
-        raise ValueError(f"expected {expected}, got {name!r}" + _failure_note(name))
+        raise ValueError(f"expected {expected}, got {name!r}" + failure_note(name))
     return name
 
 

@@ -82,6 +82,15 @@ def test_a_failed_plugin_is_named_when_asked_for(dists: None) -> None:
         JobSpec(image="/i/x.sif", wrappers=["broken"])
 
 
+def test_a_site_section_of_a_failed_plugin_names_the_failure(dists: None) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_site_text(SITE + "plugins: {enroot: {}}\n", "site.yaml")
+    assert str(exc.value).startswith(
+        "site.yaml: plugins.enroot: no installed plugin reads this section (installed sections: testhook); "
+        "plugins that failed to load: plugin 'broken' (hpcjobs-test-broken 0.1) failed: ImportError"
+    )
+
+
 def test_plugins_command_lists_versions_provides_and_failures(dists: None) -> None:
     r = CliRunner().invoke(main_group, ["plugins"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
