@@ -146,3 +146,12 @@ def test_render_explains_podman_words(cluster: Cluster, job_dir: Path, cli: User
     assert r.returncode == 0, r.stderr
     assert "--network host --pid host --userns keep-id" in r.stdout
     assert ".sif" not in r.stdout  # never through the SIF cache
+
+
+def test_hpcjobs_plugins_lists_the_plugins_for_the_user(cluster: Cluster, job_dir: Path, cli: UserCli) -> None:
+    r = cli("plugins", "--json", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    rows = {p["name"]: p for p in json.loads(r.stdout)["plugins"]}
+    assert rows["podman"]["distribution"] == "hpcjobs-podman" and rows["podman"]["error"] is None
+    assert rows["podman"]["provides"]["runtimes"] == ["podman", "docker"]
+    assert rows["profile"]["provides"]["wrappers"] == ["nsys", "perf-stat", "strace"]
