@@ -65,11 +65,3 @@ def test_exit_status_first_failing_rank_and_signals() -> None:
 def test_batch_only_parts_refused(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         local_job(job(**fields))
-
-
-def test_runtime_override_drops_foreign_gpu_flag_and_refuses_foreign_flags() -> None:
-    # hpcjobs-podman is installed with the core by scripts/venv
-    j = local_job(job(partition="gpu", gpus=1), runtime="podman")
-    assert j.runtime == "podman" and j.gpu_flag is None and j.source("runtime") == "CLI (run --runtime)"
-    with pytest.raises(ConfigError, match="cannot be given to podman"):
-        local_job(job(runtime_flags=["--writable-tmpfs"]), runtime="podman")

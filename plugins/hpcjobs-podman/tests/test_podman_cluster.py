@@ -24,7 +24,7 @@ from tests.usercli import UserCli, user_cli_fixture  # noqa: E402
 cluster, job_dir = clusterenv.cluster, clusterenv.job_dir  # the core's dev-cluster fixtures
 
 pytestmark = pytest.mark.cluster
-SITE = str(REPO / "site-configs" / "dev-cluster-podman.yaml")
+SITE = str(REPO / "plugins" / "hpcjobs-podman" / "site-configs" / "dev-cluster-podman.yaml")
 # each argument base64-encoded on its own line: any byte sequence compares exactly
 ARGV_DUMP = 'for a in "$@"; do printf "ARG:%s\\n" "$(printf %s "$a" | base64 -w0)"; done'
 HOSTILE = ["two words", "it's", 'say "hi"', "$HOME", "`id`", "; echo pwned", "a\nb", "*", "", "\\n", "ü €"]

@@ -23,7 +23,7 @@ from tests.usercli import UserCli, user_cli_fixture  # noqa: E402
 cluster, job_dir = clusterenv.cluster, clusterenv.job_dir  # the core's dev-cluster fixtures
 
 pytestmark = pytest.mark.cluster
-SITE = str(REPO / "site-configs" / "dev-cluster-podman.yaml")
+SITE = str(REPO / "plugins" / "hpcjobs-podman" / "site-configs" / "dev-cluster-podman.yaml")
 # podman-docker's docker: /usr/local/bin may hold another docker CLI without a daemon
 DOCKER_PATH = {"PATH": "/usr/bin:/bin"}
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hpcjobs_podman import HPCJOBS_PLUGIN_API, PodmanRuntime
+from hpcjobs_podman import HPCJOBS_PLUGIN_API, PodmanRuntime, PodmanSettings
 from hpcjobs_podman.runtime import mounts_host_path
 
 from hpcjobs.config import load_site
 from hpcjobs.errors import ConfigError, HpcjobsError, PolicyViolation
+from hpcjobs.local import local_job
 from hpcjobs.plan import build_plan
 from hpcjobs.plugin_api import ImageContext
 from hpcjobs.plugins import plugin_infos
@@ -172,3 +173,35 @@ def test_listed_by_hpcjobs_plugins() -> None:
     row = next(p for p in plugin_infos() if p.name == "podman")
     assert row.dist == "hpcjobs-podman" and row.api == HPCJOBS_PLUGIN_API and row.error is None
     assert row.provides["runtimes"] == ["podman", "docker"] and row.provides["site sections"] == ["podman", "docker"]
+
+
+def test_local_run_runtime_override() -> None:
+    """`hpcjobs run --local --runtime apptainer` on a Podman site: the site's GPU flag is Podman's and
+    is dropped; runtime flags of the site's runtime cannot be handed to another one."""
+    j = local_job(pinned({"image": TINY, "partition": "gpu", "gpus": 1}), runtime="apptainer")
+    assert j.runtime == "apptainer" and j.gpu_flag is None and j.source("runtime") == "CLI (run --runtime)"
+    with pytest.raises(ConfigError, match="cannot be given to docker"):
+        local_job(pinned({"image": TINY, "partition": "cdi", "gpus": 1}), runtime="docker")
+
+
+def test_dev_cluster_podman_site_config_validates() -> None:
+    path = Path(__file__).resolve().parents[1] / "site-configs" / "dev-cluster-podman.yaml"
+    site = load_site(path)
+    assert site.defaults.runtime.name == "podman"
+    assert site.plugin_settings("podman", PodmanSettings).gpu_devices == ["/dev/fakegpu0", "/dev/fakegpu1"]
+
+
+def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpcjobs import plugins
+
+    monkeypatch.setenv(plugins.DISABLE_ENV, "hpcjobs-podman")
+    plugins._reset()
+    try:
+        names = {p.name for p in plugin_infos()}
+        assert "podman" not in names and {"apptainer", "profile"} <= names
+        with pytest.raises(ConfigError, match="container runtime 'podman' is not provided"):
+            plugins.get_runtime("podman")
+    finally:
+        monkeypatch.delenv(plugins.DISABLE_ENV)
+        plugins._reset()
+    assert "podman" in {p.name for p in plugin_infos()}
