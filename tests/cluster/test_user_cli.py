@@ -60,9 +60,12 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
     shutil.copy2(ROOT / "site-configs" / "dev-cluster.yaml", config / "site.yaml")
     subprocess.run(["chown", "-R", f"{user}:", str(Path(home) / ".config")], check=True)
 
-    def run(*args: str, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, cwd: Path, pythonpath: str = "", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        # env: more variables for the user's login environment (SBATCH_PARTITION, APPTAINER_BIND …)
         path = ":".join(p for p in (pythonpath, extra_path) if p)
-        env = {**base_env, **({"PYTHONPATH": path} if path else {})}
+        env = {**base_env, **(env or {}), **({"PYTHONPATH": path} if path else {})}
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
                 python, "-m", "hpcjobs", *args]
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
