@@ -324,7 +324,9 @@ def plugin_infos() -> list[PluginInfo]:
                 for attr, label in (("gpu_flags", "gpu flags"), ("mpi_kinds", "mpi")):
                     names = list(getattr(i, attr, ()))
                     if names:
-                        provides[plugin].setdefault(label, []).extend(names)
+                        listed = provides[plugin].setdefault(label, [])
+                        # two runtimes of one plugin may share flags (podman, docker): list each once
+                        listed.extend(n for n in names if n not in listed)
     for plugin, sections in _collect("hpcjobs_site_sections"):
         provides.setdefault(plugin, {}).setdefault("site sections", []).extend(sections)
     for plugin, _impl in _collect_plan_hooks():

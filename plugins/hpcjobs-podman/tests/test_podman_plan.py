@@ -205,3 +205,8 @@ def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(plugins.DISABLE_ENV)
         plugins._reset()
     assert "podman" in {p.name for p in plugin_infos()}
+
+
+def test_gpu_flags_listed_once() -> None:
+    row = next(p for p in plugin_infos() if p.name == "podman")
+    assert row.provides["gpu flags"] == ["device", "cdi", "none"]
