@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from hpcjobs.models import Bind
+    from hpcjobs.sweep.points import Point
 
 GROUP = "hpcjobs"
 """The pluggy project name and the entry-point group plugins register under."""
@@ -417,6 +418,20 @@ class Target(Protocol):
         ...
 
 
+class SweepTarget(Target, Protocol):
+    """A target that also runs sweeps (a job file's ``sweep:``, ``ContainerJob.map``): optional,
+    found by :func:`supports_sweeps`. A target without it refuses sweeps in the core."""
+
+    def render_sweep(self, job: ResolvedJob, points: Sequence[Point]) -> str:
+        """One task per point: ``points[i].args`` after the job's command, ``points[i].env`` over its
+        environment, byte for byte. Pure; the text goes to :meth:`Target.submit`."""
+        ...
+
+
+def supports_sweeps(target: Target) -> bool:
+    return callable(getattr(target, "render_sweep", None))
+
+
 # --------------------------------------------------------------------------- hooks
 
 
@@ -488,6 +503,7 @@ __all__ = [
     "Runtime",
     "SbatchPart",
     "ScriptLine",
+    "SweepTarget",
     "Target",
     "TargetStatus",
     "Words",
@@ -496,4 +512,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "parse_api_version",
+    "supports_sweeps",
 ]  # fmt: skip

@@ -504,7 +504,8 @@ def test_cli_render_shows_the_first_array_and_other_targets_refuse(
     with pytest.raises(SystemExit) as done:
         main(["--site", site, "render", "job.yaml", "--target", "k8s"])
     assert done.value.code == 2
-    assert "a sweep: section submits Slurm job arrays; target 'k8s' has no sweeps" in capsys.readouterr().err
+    # the k8s target runs sweeps (plugins/hpcjobs-k8s) but pulls from registries: a SIF is refused
+    assert f"image {SIF!r} is a SIF file" in capsys.readouterr().err
 
 
 def test_sweep_list_skips_sweeps_whose_directory_is_gone(tmp_path: Path, sif: None) -> None:

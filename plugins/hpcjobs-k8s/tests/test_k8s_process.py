@@ -29,7 +29,9 @@ with log.open("a") as f:
 if args[-2:] == ["config", "current-context"]:
     print("lab")
 elif "create" in args:
-    print("job.batch/" + json.loads(stdin)["metadata"]["name"])
+    doc = json.loads(stdin)
+    for item in doc["items"] if doc["kind"] == "List" else [doc]:
+        print(("job.batch/" if item["kind"] == "Job" else "configmap/") + item["metadata"]["name"])
 elif "get" in args:
     print(json.dumps({{"kind": "Job", "metadata": {{"name": args[-3].split("/")[1]}},
                       "status": {{"conditions": [{{"type": "Complete", "status": "True"}}]}}}}))
@@ -112,3 +114,33 @@ def test_without_kubectl_the_error_is_one_line(tmp_path: Path) -> None:
                        capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"hpcjobs: error: {tmp_path}/no-such-kubectl: program not found on PATH\n"
+
+
+def test_a_sweep_job_file_renders_and_submits_as_a_list(shared_dir: Path) -> None:
+    log = shared_dir / "calls.jsonl"
+    fake = shared_dir / "kubectl"
+    fake.write_text(FAKE.format(python=sys.executable, log=str(log)))
+    fake.chmod(0o755)
+    site = yaml.safe_load((HERE / "site.yaml").read_text())
+    site["plugins"]["kubernetes"]["kubectl"] = str(fake)
+    (shared_dir / "site.yaml").write_text(yaml.safe_dump(site))
+    hostile = "$(HOME) ; echo x\n'q'"
+    (shared_dir / "job.yaml").write_text(yaml.safe_dump({
+        "image": "docker://python:3.12", "name": "fit", "entrypoint": ["python", "fit.py"], "array_throttle": 2,
+        "sweep": {"grid": {"args": {"--lr": ["0.1", hostile]}, "env": {"SEED": ["1", "2"]}}}}))  # fmt: skip
+
+    def hpcjobs(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(HPCJOBS), "--site", str(shared_dir / "site.yaml"), *args], capture_output=True,
+                              text=True, check=False, timeout=120, cwd=shared_dir)  # fmt: skip
+
+    shown = hpcjobs("render", "job.yaml", "--target", "k8s")
+    assert shown.returncode == 0, shown.stderr
+    rendered = yaml.safe_load(shown.stdout)
+    assert [i["kind"] for i in rendered["items"]] == ["ConfigMap", "Job"]
+    assert (rendered["items"][1]["spec"]["completions"], rendered["items"][1]["spec"]["parallelism"]) == (4, 2)
+    sub = hpcjobs("submit", "job.yaml", "--target", "k8s")
+    assert (sub.returncode, sub.stdout, sub.stderr) == (0, "fit\n", "")
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert json.loads(calls[-1]["stdin"]) == rendered
+    waits = hpcjobs("submit", "job.yaml", "--target", "k8s", "--wait")
+    assert waits.returncode == 2 and "--wait works with target slurm only" in waits.stderr

@@ -48,11 +48,13 @@ def submit_argv(settings: KubernetesSettings) -> list[str]:
 
 
 def parse_submit(stdout: str) -> str:
-    """``job.batch/NAME`` → NAME."""
-    kind, sep, name = stdout.strip().partition("/")
-    if not sep or not kind.startswith("job") or not DNS_LABEL.match(name):
+    """``job.batch/NAME`` → NAME; a sweep's List also prints ``configmap/NAME-points`` first."""
+    lines = [ln.strip() for ln in stdout.strip().splitlines()]
+    jobs = [ln.partition("/")[2] for ln in lines if ln.partition("/")[0] in ("job", "job.batch")]
+    others = [ln for ln in lines if ln.partition("/")[0] not in ("job", "job.batch", "configmap")]
+    if len(jobs) != 1 or others or not DNS_LABEL.match(jobs[0]):
         raise HpcjobsError(f"kubectl create answered {stdout.strip()!r}, not job.batch/NAME")
-    return name
+    return jobs[0]
 
 
 def status_argv(settings: KubernetesSettings, job_ids: Sequence[str]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -13,6 +13,10 @@ from hpcjobs.plugin_api import ResolvedJob, TargetStatus
 from hpcjobs_k8s import kubectl
 from hpcjobs_k8s.manifest import manifest, to_yaml
 from hpcjobs_k8s.settings import settings_of
+from hpcjobs_k8s.sweep import sweep_manifest
+
+if TYPE_CHECKING:
+    from hpcjobs.sweep.points import Point
 
 __all__ = ["KubernetesTarget"]
 
@@ -30,6 +34,9 @@ class KubernetesTarget:
 
     def render(self, job: ResolvedJob) -> str:
         return to_yaml(manifest(job, settings_of(job.plugin_settings)))
+
+    def render_sweep(self, job: ResolvedJob, points: Sequence[Point]) -> str:
+        return to_yaml(sweep_manifest(job, settings_of(job.plugin_settings), points))
 
     def submit(self, job: ResolvedJob, text: str, runner: Any) -> str:
         settings = settings_of(job.plugin_settings)
