@@ -12,6 +12,7 @@ from hpcjobs.errors import HpcjobsError
 from hpcjobs.plugin_api import ResolvedJob, TargetStatus
 from hpcjobs_k8s import kubectl
 from hpcjobs_k8s.manifest import manifest, to_yaml
+from hpcjobs_k8s.mpijob import mpijob_manifest
 from hpcjobs_k8s.settings import settings_of
 from hpcjobs_k8s.sweep import sweep_manifest
 
@@ -33,7 +34,8 @@ class KubernetesTarget:
     name = "k8s"
 
     def render(self, job: ResolvedJob) -> str:
-        return to_yaml(manifest(job, settings_of(job.plugin_settings)))
+        settings = settings_of(job.plugin_settings)
+        return to_yaml(mpijob_manifest(job, settings) if job.multi_task else manifest(job, settings))
 
     def render_sweep(self, job: ResolvedJob, points: Sequence[Point]) -> str:
         return to_yaml(sweep_manifest(job, settings_of(job.plugin_settings), points))
