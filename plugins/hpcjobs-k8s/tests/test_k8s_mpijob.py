@@ -34,7 +34,8 @@ def _strict(schema: Any) -> Any:
     """Unknown fields rejected (kubectl --validate=strict) where the schema lists the fields."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        lists_fields = "properties" in out and "additionalProperties" not in out
+        if lists_fields and not out.get("x-kubernetes-preserve-unknown-fields"):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -168,7 +169,8 @@ def test_kubectl_lines_for_an_mpijob() -> None:
             {"type": "Created", "status": "True"}, {"type": "Running", "status": "False"},
             {"type": "Succeeded", "status": "True"}]}},
         {"kind": "MPIJob", "metadata": {"name": "c"}, "status": {"conditions": [
-            {"type": "Created", "status": "True"}, {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}},
+            {"type": "Created", "status": "True"},
+            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}},
         {"kind": "MPIJob", "metadata": {"name": "d"}, "status": {}},
     ]  # fmt: skip
     got = kubectl.parse_status(json.dumps({"kind": "List", "items": items}), ["mpijob/a", "mpijob/b", "mpijob/c",

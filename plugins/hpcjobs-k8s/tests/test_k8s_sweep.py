@@ -158,5 +158,5 @@ def test_just_under_the_limit_is_accepted(k8s_site: SiteConfig) -> None:
 def test_kubectl_answer_for_the_list() -> None:
     assert parse_submit("configmap/fit-points\njob.batch/fit\n") == "fit"
     for bad in ("configmap/fit-points\n", "job.batch/a\njob.batch/b\n", "configmap/x\nservice/y\njob.batch/a\n"):
-        with pytest.raises(HpcjobsError, match="not job.batch/NAME"):
+        with pytest.raises(HpcjobsError, match=r"not job\.batch/NAME"):
             parse_submit(bad)
