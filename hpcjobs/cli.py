@@ -131,6 +131,9 @@ def _target_text(tgt: Any, job: Any, job_file: str, sweep_spec: Any) -> str:
 
     if not supports_sweeps(tgt):
         raise ConfigError(f"a sweep: section needs a target that runs sweeps; target {tgt.name!r} has none")
+    if sweep_spec.dir is not None:
+        raise ConfigError(f"sweep.dir is where the Slurm path keeps points and logs; target {tgt.name!r} keeps "
+                          "them itself: remove sweep.dir to run the sweep there")  # fmt: skip
     return str(tgt.render_sweep(job, sweep_spec.load(Path(job_file).parent)))
 
 
