@@ -256,5 +256,5 @@ def test_a_target_without_render_sweep_refuses_a_sweep(tmp_path: Path) -> None:
     assert _target_text(Sweeping(), None, str(tmp_path / "job.yaml"), sweep) == "2 points\n"
     with pytest.raises(ConfigError, match="a sweep: section needs a target that runs sweeps; target 'plain' has none"):
         _target_text(Plain(), None, str(tmp_path / "job.yaml"), sweep)
-    with pytest.raises(ConfigError, match="remove sweep.dir"):
+    with pytest.raises(ConfigError, match=r"remove sweep\.dir"):
         _target_text(Sweeping(), None, str(tmp_path / "job.yaml"), SweepSpec(points=[["a"]], dir=str(tmp_path)))
