@@ -79,9 +79,7 @@ def _registry() -> _Registry:
     for ep in _entry_points():
         if pm.get_plugin(ep.name) is not None or ep.name in reg.failures:
             continue
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+        dist_name, version = ep.dist, ep.version
         try:
             obj = ep.load()
             api = getattr(obj, "HPCJOBS_PLUGIN_API", None)
@@ -105,9 +103,11 @@ def _registry() -> _Registry:
 
 
 def _entry_points() -> Sequence[Any]:
-    from importlib.metadata import entry_points
+    # importlib.metadata's answer, cached per user keyed by the installed distributions (a warm
+    # CLI call then reads no package metadata); loading and failure reporting are unchanged
+    from hpcjobs.plugin_index import entry_points
 
-    return list(entry_points(group=GROUP))
+    return entry_points(GROUP)
 
 
 def _exc_text(exc: BaseException) -> str:

@@ -64,14 +64,11 @@ def site_key(content: bytes) -> str:
 def plugins_fingerprint() -> str:
     """The installed hpcjobs plugins (entry points and their distributions' versions): what a site
     config may name (mpi kinds, GPU flags, wrappers) depends on them, so they are part of the key."""
-    from importlib.metadata import entry_points
-
-    from hpcjobs.plugin_api import GROUP
+    from hpcjobs.plugin_index import entry_points
 
     items = []
-    for ep in entry_points(group=GROUP):
-        dist = getattr(ep, "dist", None)
-        version = f"{dist.name}=={dist.version}" if dist is not None else "?"
+    for ep in entry_points("hpcjobs"):  # plugin_api.GROUP, whose import would pull in pluggy
+        version = f"{ep.dist}=={ep.version}" if ep.dist is not None else "?"
         items.append(f"{ep.name}={ep.value}@{version}")
     return "\n".join(sorted(items))
 
