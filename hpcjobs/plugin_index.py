@@ -4,8 +4,8 @@
 importing it (with email, zipfile, csv) costs more CPU than the ``sbatch`` call hpcjobs wraps; the CLI
 asked it twice per call (the plugin registry, the site cache key). The answer is cached under
 ``$XDG_CACHE_HOME/hpcjobs/entry-points/<key>`` (default ``~/.cache``); the key hashes the group,
-each ``sys.path`` entry, the ``*.dist-info``/``*.egg-info`` folders in it (their names carry the
-versions) and the size and mtime of each one's ``entry_points.txt`` (and an egg's ``PKG-INFO``).
+each ``sys.path`` entry holding ``*.dist-info``/``*.egg-info`` folders, those folders (their names
+carry the versions) and the size and mtime of each one's ``entry_points.txt`` (and an egg's ``PKG-INFO``).
 Installing, removing or upgrading a distribution, or editing its entry points, changes the key; a
 miss asks ``importlib.metadata`` exactly as before. Loading an entry point and reporting a plugin
 that fails to load are unchanged (:mod:`hpcjobs.plugins`).
@@ -93,13 +93,18 @@ def metadata_key(group: str, path_entries: Sequence[str]) -> str:
     """What the installed entry points depend on; stat calls only, no file is read."""
     h = hashlib.sha256(f"{_FORMAT}\0{group}".encode())
     for entry in path_entries:
-        h.update(b"\0" + os.fsencode(entry))
+        # Only entries holding metadata count: `python -m` puts the working directory first, and
+        # a folder with no distribution in it must not make every directory a cache miss.
         try:
             with os.scandir(entry or ".") as it:
                 names = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info")))
-        except OSError:  # a zip file or a missing folder: its own size and mtime
-            h.update(_stat_text(entry).encode())
+        except OSError:  # a zip file (its own size and mtime) or a missing folder (nothing)
+            stat_text = _stat_text(entry)
+            if stat_text != "-":
+                h.update(b"\0" + os.fsencode(entry) + b"\0" + stat_text.encode())
             continue
+        if names:
+            h.update(b"\0" + os.fsencode(entry))
         for name in names:
             h.update(b"\1" + os.fsencode(name))
             for meta in ("entry_points.txt", "PKG-INFO") if name.endswith(".egg-info") else ("entry_points.txt",):

@@ -116,3 +116,13 @@ def test_a_warm_render_reads_no_metadata_for_hpcjobs_plugins(env: dict[str, str]
     assert "exec apptainer run" in warm.stdout
     assert "hpcjobs" in json.loads(cold.stdout.splitlines()[-1])
     assert json.loads(warm.stdout.splitlines()[-1]) == ["pydantic"]
+
+
+def test_folders_without_distributions_do_not_change_the_key(tmp_path: Path) -> None:
+    """`python -m hpcjobs` puts the working directory on sys.path: each new one must not be a miss."""
+    base = [p for p in sys.path if p]
+    (tmp_path / "a").mkdir()
+    assert plugin_index.metadata_key("hpcjobs", [str(tmp_path / "a"), *base]) == plugin_index.metadata_key(
+        "hpcjobs", base
+    )
+    assert plugin_index.metadata_key("hpcjobs", [str(DISTS), *base]) != plugin_index.metadata_key("hpcjobs", base)
