@@ -20,7 +20,6 @@ import hashlib
 import importlib
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -158,6 +157,8 @@ def _write(folder: Path, path: Path, rows: list[EntryPointRow], cache: Any) -> N
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not cache._private_dir(folder):
             return
+        import tempfile  # only on a miss: it pulls in shutil, bz2, lzma
+
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -21,7 +21,6 @@ import hashlib
 import os
 import pickle
 import stat
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,6 +117,8 @@ def store(key: str, site: SiteConfig, env: Mapping[str, str] | None = None) -> N
         for name in site.partitions:  # pickled along: a hit then builds no Partition validators
             site.effective(name)
         payload = _FORMAT + b"\n" + pickle.dumps(site, protocol=pickle.HIGHEST_PROTOCOL)
+        import tempfile  # only on a miss: it pulls in shutil, bz2, lzma
+
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pickle")
         try:
             with os.fdopen(fd, "wb") as fh:
