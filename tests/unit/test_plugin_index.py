@@ -97,7 +97,7 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-print(json.dumps(asked))
+print(json.dumps([asked, sorted(sys.modules)]))
 """
 
 
@@ -114,8 +114,10 @@ def test_a_warm_render_reads_no_metadata_for_hpcjobs_plugins(env: dict[str, str]
     cold = subprocess.run(argv, capture_output=True, text=True, env=child_env, cwd=ROOT, check=True)
     warm = subprocess.run(argv, capture_output=True, text=True, env=child_env, cwd=ROOT, check=True)
     assert "exec apptainer run" in warm.stdout
-    assert "hpcjobs" in json.loads(cold.stdout.splitlines()[-1])
-    assert json.loads(warm.stdout.splitlines()[-1]) == ["pydantic"]
+    assert "hpcjobs" in json.loads(cold.stdout.splitlines()[-1])[0]
+    asked, modules = json.loads(warm.stdout.splitlines()[-1])
+    assert asked == ["pydantic"]
+    assert "hpcjobs.plugin_index" in modules
 
 
 def test_folders_without_distributions_do_not_change_the_key(tmp_path: Path) -> None:
