@@ -63,7 +63,7 @@ class EntryPointRow:
 
 def entry_points(group: str, env: Mapping[str, str] | None = None) -> list[EntryPointRow]:
     """The entry points of ``group`` in ``importlib.metadata``'s order, from the cache when it is warm."""
-    from hpcjobs.config import cache
+    from hpcjobs import user_cache as cache
 
     if not cache.enabled(env):
         return scan(group)
@@ -83,8 +83,14 @@ def scan(group: str) -> list[EntryPointRow]:
     rows = []
     for ep in metadata_entry_points(group=group):
         dist = getattr(ep, "dist", None)
-        rows.append(EntryPointRow(ep.name, ep.value, dist.metadata["Name"] if dist is not None else None,
-                                  dist.version if dist is not None else None))
+        rows.append(
+            EntryPointRow(
+                ep.name,
+                ep.value,
+                dist.metadata["Name"] if dist is not None else None,
+                dist.version if dist is not None else None,
+            )
+        )
     return rows
 
 
@@ -120,14 +126,14 @@ def _stat_text(path: str) -> str:
 
 
 def _read(path: Path, cache: Any) -> list[EntryPointRow] | None:
-    if not cache._private_dir(path.parent):
+    if not cache.private_dir(path.parent):
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
     try:
-        if not cache._owned_private(os.fstat(fd)):
+        if not cache.owned_private(os.fstat(fd)):
             return None
         with os.fdopen(fd, "rb", closefd=False) as fh:
             text = fh.read().decode("utf-8", errors="replace")
@@ -155,7 +161,7 @@ def _write(folder: Path, path: Path, rows: list[EntryPointRow], cache: Any) -> N
     text = "".join(f"{_SEP.join(row)}\n" for row in fields)
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not cache._private_dir(folder):
+        if not cache.private_dir(folder):
             return
         import tempfile  # only on a miss: it pulls in shutil, bz2, lzma
 

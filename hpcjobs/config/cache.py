@@ -25,19 +25,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpcjobs.user_cache import DISABLE_VAR, cache_root, enabled
+from hpcjobs.user_cache import owned_private as _owned_private
+from hpcjobs.user_cache import private_dir as _private_dir
+
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
 
-DISABLE_VAR = "HPCJOBS_NO_SITE_CACHE"
+__all__ = ["DISABLE_VAR", "cache_root", "enabled", "load_cached", "plugins_fingerprint", "site_key", "store"]
+
 _FORMAT = b"hpcjobs-site-cache-1"
-
-
-def cache_root(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/hpcjobs`` or ``~/.cache/hpcjobs`` (the per-user cache of hpcjobs)."""
-    environ = os.environ if env is None else env
-    base = environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path(environ.get("HOME") or Path.home()) / ".cache"
-    return root / "hpcjobs"
 
 
 def site_key(content: bytes) -> str:
@@ -70,11 +67,6 @@ def plugins_fingerprint() -> str:
         version = f"{ep.dist}=={ep.version}" if ep.dist is not None else "?"
         items.append(f"{ep.name}={ep.value}@{version}")
     return "\n".join(sorted(items))
-
-
-def enabled(env: Mapping[str, str] | None = None) -> bool:
-    environ = os.environ if env is None else env
-    return environ.get(DISABLE_VAR, "") in ("", "0")
 
 
 def load_cached(key: str, env: Mapping[str, str] | None = None) -> SiteConfig | None:
@@ -129,15 +121,3 @@ def store(key: str, site: SiteConfig, env: Mapping[str, str] | None = None) -> N
             raise
     except OSError:
         return
-
-
-def _owned_private(st: os.stat_result) -> bool:
-    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _private_dir(folder: Path) -> bool:
-    try:
-        st = os.lstat(folder)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and _owned_private(st)
