@@ -371,8 +371,8 @@ _gc_paused = False
 def main(argv: Sequence[str] | None = None) -> None:
     """The ``hpcjobs`` entry point. The cyclic garbage collector is paused while ``render`` and
     ``submit`` run: start-up (imports, pydantic classes and validators) allocates many objects that
-    all stay alive, so the collections they trigger free nothing and cost about 6 % of the CPU of
-    such a call (docs/benchmarks.md). Every other command, and ``submit --wait`` before it waits,
+    all stay alive, so the collections they trigger free nothing and cost a few per cent of the
+    CPU of such a call (docs/benchmarks.md). Every other command, and ``submit --wait`` before it waits,
     resumes collection."""
     import gc
 
