@@ -226,6 +226,7 @@ def submit(
         click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
         return
     if sweep_spec is not None:
+        _resume_gc()  # a sweep's many points (and --wait) are not the short call the pause is for
         from hpcjobs.cli_sweep import submit_sweep_file
 
         points = sweep_spec.load(Path(job_file).parent)

@@ -110,3 +110,17 @@ def test_submit_resumes_the_collector_before_it_waits(tmp_path, monkeypatch) -> 
     main(["submit", "--wait", str(tmp_path / "job.yaml")])
     assert seen == {"submit": False, "wait": True}
     assert gc.isenabled()
+
+
+def test_a_sweep_submit_runs_with_the_collector_on(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    import hpcjobs.cli_sweep
+    from hpcjobs.cli import main
+
+    seen: list[bool] = []
+    monkeypatch.setattr(hpcjobs.cli_sweep, "submit_sweep_file", lambda *a, **k: seen.append(gc.isenabled()))
+    (tmp_path / "job.yaml").write_text("image: /i/x.sif\ncommand: [x]\nsweep:\n  points: [[a], [b]]\n")
+    main(["submit", str(tmp_path / "job.yaml")])
+    assert seen == [True]
+    assert gc.isenabled()
