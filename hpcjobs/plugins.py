@@ -104,12 +104,23 @@ def _registry() -> _Registry:
     return reg
 
 
+DISABLE_ENV = "HPCJOBS_DISABLE_PLUGINS"
+"""Comma-separated entry-point or distribution names not to load (``hpcjobs-podman,profile``): turn
+off an installed third-party plugin without uninstalling it. Built-ins always load."""
+
+
 def _entry_points() -> Sequence[Any]:
+    import os
+
     # importlib.metadata's answer, cached per user keyed by the installed distributions (a warm
     # CLI call then reads no package metadata); loading and failure reporting are unchanged
     from hpcjobs.plugin_index import entry_points
 
-    return entry_points(GROUP)
+    off = {n.strip().lower() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    found = entry_points(GROUP)
+    if not off:
+        return found
+    return [ep for ep in found if ep.name.lower() not in off and (ep.dist or "").lower() not in off]
 
 
 def _exc_text(exc: BaseException) -> str:
@@ -313,7 +324,9 @@ def plugin_infos() -> list[PluginInfo]:
                 for attr, label in (("gpu_flags", "gpu flags"), ("mpi_kinds", "mpi")):
                     names = list(getattr(i, attr, ()))
                     if names:
-                        provides[plugin].setdefault(label, []).extend(names)
+                        listed = provides[plugin].setdefault(label, [])
+                        # two runtimes of one plugin may share flags (podman, docker): list each once
+                        listed.extend(n for n in names if n not in listed)
     for plugin, sections in _collect("hpcjobs_site_sections"):
         provides.setdefault(plugin, {}).setdefault("site sections", []).extend(sections)
     for plugin, _impl in _collect_plan_hooks():

@@ -66,7 +66,9 @@ def plugins_fingerprint() -> str:
     for ep in entry_points("hpcjobs"):  # plugin_api.GROUP, whose import would pull in pluggy
         version = f"{ep.dist}=={ep.version}" if ep.dist is not None else "?"
         items.append(f"{ep.name}={ep.value}@{version}")
-    return "\n".join(sorted(items))
+    # plugins turned off by HPCJOBS_DISABLE_PLUGINS declare nothing: a different set of valid names
+    disabled = os.environ.get("HPCJOBS_DISABLE_PLUGINS", "")
+    return "\n".join([*sorted(items), f"disabled:{disabled}"])
 
 
 def load_cached(key: str, env: Mapping[str, str] | None = None) -> SiteConfig | None:
