@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from hpcjobs.models import Bind
-    from hpcjobs.sweep.points import Point
 
 GROUP = "hpcjobs"
 """The pluggy project name and the entry-point group plugins register under."""
@@ -418,11 +417,22 @@ class Target(Protocol):
         ...
 
 
+class SweepPoint(Protocol):
+    """One point of a sweep (:class:`hpcjobs.sweep.points.Point` is one): ``args`` follow the job's
+    command, ``env`` is laid over its environment."""
+
+    @property
+    def args(self) -> tuple[str, ...]: ...
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+
 class SweepTarget(Target, Protocol):
     """A target that also runs sweeps (a job file's ``sweep:``, ``ContainerJob.map``): optional,
     found by :func:`supports_sweeps`. A target without it refuses sweeps in the core."""
 
-    def render_sweep(self, job: ResolvedJob, points: Sequence[Point]) -> str:
+    def render_sweep(self, job: ResolvedJob, points: Sequence[SweepPoint]) -> str:
         """One task per point: ``points[i].args`` after the job's command, ``points[i].env`` over its
         environment, byte for byte. Pure; the text goes to :meth:`Target.submit`."""
         ...
@@ -503,6 +513,7 @@ __all__ = [
     "Runtime",
     "SbatchPart",
     "ScriptLine",
+    "SweepPoint",
     "SweepTarget",
     "Target",
     "TargetStatus",

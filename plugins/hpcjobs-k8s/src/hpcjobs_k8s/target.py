@@ -17,7 +17,7 @@ from hpcjobs_k8s.settings import settings_of
 from hpcjobs_k8s.sweep import sweep_manifest
 
 if TYPE_CHECKING:
-    from hpcjobs.sweep.points import Point
+    from hpcjobs.plugin_api import SweepPoint
 
 __all__ = ["KubernetesTarget"]
 
@@ -37,8 +37,11 @@ class KubernetesTarget:
         settings = settings_of(job.plugin_settings)
         return to_yaml(mpijob_manifest(job, settings) if job.multi_task else manifest(job, settings))
 
-    def render_sweep(self, job: ResolvedJob, points: Sequence[Point]) -> str:
-        return to_yaml(sweep_manifest(job, settings_of(job.plugin_settings), points))
+    def render_sweep(self, job: ResolvedJob, points: Sequence[SweepPoint]) -> str:
+        from hpcjobs.sweep.points import Point
+
+        own = [p if isinstance(p, Point) else Point(tuple(p.args), dict(p.env)) for p in points]
+        return to_yaml(sweep_manifest(job, settings_of(job.plugin_settings), own))
 
     def submit(self, job: ResolvedJob, text: str, runner: Any) -> str:
         settings = settings_of(job.plugin_settings)
