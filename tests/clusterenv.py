@@ -275,3 +275,9 @@ def run_job(text: str, cwd: Path, user: str | None = None, args: Sequence[str] =
     out_file = Path(cwd) / f"slurm-{job_id}.out"
     out = out_file.read_text(errors="replace") if out_file.exists() else ""
     return state, code, out
+
+
+def tres_spelling(value: str | None) -> str | None:
+    """A ``TresPerJob`` value in one spelling: Slurm 22.05 prints ``gres:gpu:1``, 24.11 ``gres/gpu:1``
+    (the TRES name), for the same request."""
+    return None if value is None else re.sub(r"(^|,)gres/", r"\1gres:", value)

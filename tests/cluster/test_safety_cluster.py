@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from clusterenv import Cluster, wait_job
+from clusterenv import Cluster, tres_spelling, wait_job
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -54,8 +54,10 @@ def _record(job_id: str) -> dict[str, str]:
     line = out.decode("utf-8", "surrogateescape").split("\n")[0]
     fields = scontrol_fields(line)
     # the two values users write may contain " key=" themselves: cut them at what scontrol prints
-    # next (after StdOut: "Power=" on 22.05, "KillOInInvalidDependent=" on both, or the end)
-    for key, after in (("JobName", " UserId="), ("StdOut", r"(?: (?:Power|KillOInInvalidDependent)=.*)? ?$")):
+    # next (after StdOut: "Power=" on 22.05, "KillOInInvalidDependent=" on both, "TresPerJob=" on
+    # 24.11 when GPUs are asked for, or the end)
+    for key, after in (("JobName", " UserId="),
+                       ("StdOut", r"(?: (?:Power|KillOInInvalidDependent|TresPerJob)=.*)? ?$")):
         m = re.search(rf"(?:^| ){key}=(.*?){after}", line)
         assert m is not None, line
         fields[key] = m.group(1)
@@ -88,7 +90,7 @@ def _assert_recorded_as_explained(job: ResolvedJob, job_id: str, cwd: Path) -> N
                                           job.name)  # fmt: skip
     assert rec["Account"] == (job.account or "(null)")
     assert rec["NumNodes"].split("-")[0] == str(job.nodes) and rec["NumTasks"] == str(job.ntasks)
-    assert rec.get("TresPerJob") == (f"gres:gpu:{job.gpus}" if job.gpus else None)
+    assert tres_spelling(rec.get("TresPerJob")) == (f"gres:gpu:{job.gpus}" if job.gpus else None)
     assert rec.get("ArrayTaskId") == job.array
     assert rec["Dependency"] == (f"{job.dependency}(unfulfilled)" if job.dependency else "(null)")
     assert rec["Comment"].startswith("hpcjobs:")

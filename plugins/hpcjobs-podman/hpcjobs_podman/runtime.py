@@ -39,6 +39,11 @@ class PodmanSettings(BaseModel):
         default_factory=list,
         description="Flags before `run`, e.g. ['--runtime', 'runc'] where crun cannot run (prefer containers.conf).",
     )
+    log_level: str | None = Field(
+        "error",
+        description="--log-level before `run`: 'error' keeps the warnings Podman relays from the OCI runtime out of "
+        "the program's output (None: Podman's default, warn).",
+    )
     network: str = Field("host", description="--network: host (HPC shape; rootless slirp needs /dev/net/tun).")
     pid: str | None = Field("host", description="--pid: host, so the host's tools see the tasks (None: omit).")
     userns: str | None = Field(
@@ -205,6 +210,11 @@ class PodmanRuntime:
         binary = job.source("runtime_binary") if job.runtime_binary else "the runtime's own"
         out = [w([job.runtime_binary or self.default_binary],
                  f"runtime {job.runtime}: {job.source('runtime')}; binary: {binary}")]  # fmt: skip
+        if cfg.log_level:
+            # Podman prints the OCI runtime's warnings into the task's stderr, i.e. the job's output. With --rm
+            # and --pid host, rootless on cgroup v1, runc >= 1.1.15 (Debian 13) warns at every exit that it has
+            # no cgroup to freeze ("lstat : no such file or directory"): Slurm's step cgroup does that job.
+            out.append(w(["--log-level", cfg.log_level], f"podman's own warnings out of the job's output: {site_cfg}"))
         if cfg.global_flags:
             out.append(w(cfg.global_flags, f"global flags: {site_cfg}"))
         out.append(w(["run", "--rm"], _mode_note(job)))

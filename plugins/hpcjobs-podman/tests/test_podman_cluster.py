@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:  # the core's tests package: its dev-cluster helpers
     sys.path.insert(0, str(REPO))
 import tests.clusterenv as clusterenv  # noqa: E402
+from hpcjobs.schedulers.slurm_cli import scontrol_fields  # noqa: E402
 from tests.clusterenv import Cluster  # noqa: E402
 from tests.usercli import UserCli, user_cli_fixture  # noqa: E402
 
@@ -135,7 +136,7 @@ def test_gpu_job_gets_devices_and_visible_devices(cluster: Cluster, job_dir: Pat
             "entrypoint: [/bin/sh, -c, 'ls /dev/fakegpu0 /dev/fakegpu1 && echo CVD=$CUDA_VISIBLE_DEVICES']\n")
     result, out = submit(cli, job_dir, body)
     assert result["state"] == "COMPLETED", out
-    assert "TresPerJob=gres:gpu:1" in scontrol(result["job_id"])
+    assert clusterenv.tres_spelling(scontrol_fields(scontrol(result["job_id"])).get("TresPerJob")) == "gres:gpu:1"
     assert "/dev/fakegpu0\n/dev/fakegpu1\nCVD=" in out
     assert out.strip().splitlines()[-1] in ("CVD=0", "CVD=1")
 
