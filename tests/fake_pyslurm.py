@@ -92,6 +92,10 @@ class FakePyslurm(types.ModuleType):
             )  # fmt: skip
         return job_id
 
+    def start(self, job_id: int) -> None:
+        """The (plain) job runs."""
+        self.store[job_id].state = "RUNNING"
+
     def finish(self, job_id: int, exit_codes: dict[int, int] | int = 0, *, signal: int = 0,
                state: str | None = None) -> dict[int, int]:  # fmt: skip
         """The job (every task of an array) has ended; returns {task: raw job id} for arrays."""
@@ -163,9 +167,10 @@ def make_fake_pyslurm(version: str = "22.5.3", *, with_job_load: bool = True) ->
             job = store.get(self.id)
             if job is None:
                 return  # real pyslurm ignores ESLURM_INVALID_JOB_ID for SIGKILL
-            if job.state in ("PENDING", "RUNNING"):
+            if job.state == "PENDING":  # never ran: no signal, the pending reason stays
                 job.state = "CANCELLED"
-                job.exit_code_signal = 9
+            elif job.state == "RUNNING":
+                job.state, job.state_reason, job.exit_code_signal = "CANCELLED", "None", 15
 
     if not with_job_load:
         del Job.load
