@@ -84,6 +84,11 @@ def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Sc
     return SlurmCli(runner)
 
 
+def choose_backend(runner: Runner | None = None, prefer: str | None = None) -> tuple[str, str]:
+    """(``cli`` | ``pyslurm``, why): the choice :func:`get_scheduler` makes, without building it."""
+    return _choose(runner, prefer)
+
+
 def roles(kind: str) -> tuple[str, str]:
     """(what submits, what answers status/wait/cancel/logs) for a backend kind."""
     if kind == "pyslurm":
@@ -111,6 +116,7 @@ __all__ = [
     "JobStatus",
     "Scheduler",
     "SlurmCli",
+    "choose_backend",
     "describe_backend",
     "get_scheduler",
     "roles",

@@ -173,7 +173,7 @@ class PyslurmBackend(PollingWait):
         ids = check_job_ids(job_ids)
         if not ids:
             return {}
-        records = self._all_records()
+        records = self._records_of(ids)
         out, missing = match_records(ids, records)
         if missing:
             self._cli.remember_records(records)
@@ -204,7 +204,7 @@ class PyslurmBackend(PollingWait):
     def log_path(self, job_id: str) -> str | None:
         (jid,) = check_job_ids([job_id])
         if "_" in jid:
-            rec = next((r for r in self._all_records() if r.display_id == jid), None)
+            rec = next((r for r in self._records_of([jid]) if r.display_id == jid), None)
             return rec.stdout_path if rec is not None else None
         try:
             job = self._rpc(f"query of job {jid}", lambda: self._mod.Job.load(int(jid)))
@@ -219,9 +219,15 @@ class PyslurmBackend(PollingWait):
 
     # ------------------------------------------------------------------------------- helpers
 
-    def _all_records(self) -> list[JobRecord]:
+    def _records_of(self, ids: Sequence[str]) -> list[JobRecord]:
+        """Records of the jobs ``ids`` can match (their own or their array's id is asked for), from
+        one ``Jobs.load()``. The controller sends every job; reading only the asked-for ones keeps
+        a poll's cost independent of other users' pending arrays (each expands to its tasks)."""
+        wanted = {int(jid.split("_", 1)[0]) for jid in ids}
         jobs = self._rpc("job query", self._mod.Jobs.load)
-        return [rec for job in _job_objects(jobs) for rec in self._records(job)]
+        return [rec for job in _job_objects(jobs)
+                if _int(getattr(job, "id", None)) in wanted or _int(getattr(job, "array_id", None)) in wanted
+                for rec in self._records(job)]  # fmt: skip
 
     @staticmethod
     def _records(job: Any) -> list[JobRecord]:
@@ -283,6 +289,13 @@ def expand_task_ranges(text: str | None) -> list[int]:
 def _task_path(path: str | None, task: int) -> str | None:
     # Slurm fills a not yet split task's id with NO_VAL-1 in the expanded path
     return path.replace(str(_NO_TASK), str(task)) if path else path
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return None
 
 
 def _str(value: object) -> str | None:
