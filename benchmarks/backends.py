@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--poll-s", type=float, default=0.5, help="wait() poll interval")
     ap.add_argument("--submit-n", type=int, default=100, help="jobs per submission path")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel our jobs (finally) when stopped
 
     import pyslurm
 
@@ -164,9 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_ids = [cli.submit(short, cwd=workdir) for _ in range(args.wait_jobs)]
         try:
             joined = ",".join(wait_ids)
-            waiters = {name: subprocess.Popen([sys.executable, "-c", WAITER, name, joined, str(ROOT), str(args.poll_s)],
-                                              stdout=subprocess.PIPE, text=True)  # fmt: skip
-                       for name in ("cli", "pyslurm")}  # fmt: skip
+            waiters = {
+                name: subprocess.Popen([sys.executable, "-c", WAITER, name, joined, str(ROOT), str(args.poll_s)],
+                                       stdout=subprocess.PIPE, text=True)
+                for name in ("cli", "pyslurm")
+            }  # fmt: skip
             results = {name: json.loads(p.communicate(timeout=900)[0]) for name, p in waiters.items()}
         finally:
             cli.cancel(wait_ids)

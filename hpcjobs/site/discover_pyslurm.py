@@ -98,7 +98,9 @@ def _values(collection: Any) -> list[Any]:
 def read_cluster(module: Any = None) -> tuple[Records, Records, dict[str, str]]:
     """(partition records, node records, config) through pyslurm. Raises on anything missing."""
     if module is None:
-        import pyslurm as module
+        import importlib
+
+        module = importlib.import_module("pyslurm")
     partitions = partition_records(_values(module.Partitions.load()))
     nodes = node_records(_values(module.Nodes.load()))
     config = config_record(_load_config(module))

@@ -36,11 +36,12 @@ def require_real_pyslurm() -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, cluster: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Runs the test once through the Slurm CLI backend (``HPCJOBS_SCHEDULER=cli``) and once with
     real pyslurm installed and ``HPCJOBS_SCHEDULER=auto``, which must then pick pyslurm: what a
     user gets after ``pip install pyslurm``. Subprocesses inherit the variable."""
     kind = str(request.param)
+    request.getfixturevalue("cluster")  # the dev cluster first: without it, fail or skip as usual
     if kind == "pyslurm":
         require_real_pyslurm()
         from hpcjobs.schedulers import describe_backend

@@ -7,7 +7,6 @@ cluster tests run every scheduler test through real pyslurm too.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import textwrap
@@ -30,8 +29,10 @@ from hpcjobs.schedulers import describe_backend, get_scheduler
 from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend, expand_task_ranges, pyslurm_usable
 from hpcjobs.schedulers.slurm_cli import SEP, SlurmCli
 from hpcjobs.schedulers.states import JobState
-from tests.fake_pyslurm import NO_TASK, FakeJob, FakePyslurm, make_fake_pyslurm
+from tests.fake_pyslurm import FakePyslurm, make_fake_pyslurm
 from tests.fakes import unexpected
+
+CLI_QUERIES = "status/wait/cancel/logs via squeue/sacct/scancel/scontrol"
 
 
 class VersionRunner(RecordingRunner):
@@ -125,7 +126,7 @@ def test_get_scheduler_without_pyslurm_is_the_cli_and_cheap(no_pyslurm: None) ->
     sched = get_scheduler(runner)
     assert isinstance(sched, SlurmCli)
     assert runner.calls == []  # no pyslurm: not even sinfo --version
-    assert describe_backend(runner) == "slurm-cli: submit via sbatch, status/wait/cancel/logs via squeue/sacct/scancel/scontrol (pyslurm not importable)"
+    assert describe_backend(runner) == f"slurm-cli: submit via sbatch, {CLI_QUERIES} (pyslurm not importable)"
 
 
 def test_get_scheduler_with_matching_pyslurm(fake_pyslurm: FakePyslurm) -> None:
@@ -143,7 +144,7 @@ def test_get_scheduler_with_mismatched_pyslurm(monkeypatch: pytest.MonkeyPatch) 
     runner = VersionRunner("slurm-wlm 22.05.8")
     assert isinstance(get_scheduler(runner), SlurmCli)
     line = describe_backend(runner)
-    assert line.startswith("slurm-cli: submit via sbatch, status/wait/cancel/logs via squeue/sacct/scancel/scontrol (pyslurm 25.11.2 does not match Slurm 22.05.8")
+    assert line.startswith(f"slurm-cli: submit via sbatch, {CLI_QUERIES} (pyslurm 25.11.2 does not match Slurm 22.05.8")
     assert "\n" not in line
 
 
@@ -160,7 +161,8 @@ def test_get_scheduler_when_sinfo_is_missing(fake_pyslurm: FakePyslurm) -> None:
 def test_env_forces_cli(fake_pyslurm: FakePyslurm, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCJOBS_SCHEDULER", "cli")
     assert isinstance(get_scheduler(VersionRunner()), SlurmCli)
-    assert describe_backend(VersionRunner()) == "slurm-cli: submit via sbatch, status/wait/cancel/logs via squeue/sacct/scancel/scontrol (forced by HPCJOBS_SCHEDULER=cli)"
+    line = describe_backend(VersionRunner())
+    assert line == f"slurm-cli: submit via sbatch, {CLI_QUERIES} (forced by HPCJOBS_SCHEDULER=cli)"
 
 
 def test_env_forces_pyslurm(fake_pyslurm: FakePyslurm, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -302,9 +304,6 @@ def test_controller_errors_are_retried_then_unreachable(fake_pyslurm: FakePyslur
     fake_pyslurm.next_error = "Unable to contact slurm controller (connect failure)"
     assert b.status([job])[job].state is JobState.PENDING  # one failure, then the retry answers
     assert sleeps == [0.5]
-
-    class Down(Exception):
-        pass
 
     def down() -> None:
         raise fake_pyslurm.RPCError("Unable to contact slurm controller (connect failure)")
