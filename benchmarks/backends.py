@@ -44,6 +44,16 @@ HELD = "#!/bin/bash\n#SBATCH --hold\n#SBATCH -t 00:01:00\n#SBATCH -J hpcjobs-ben
 RENDERED = ('#!/bin/bash\n#SBATCH --job-name="a b #c"\n#SBATCH --partition=gpu\n#SBATCH --gpus=1\n'
             "#SBATCH --time=5\n#SBATCH --output=%x-%j.out\n#SBATCH --hold\necho $SLURM_JOB_NAME\n")  # fmt: skip
 FIELDS = ("JobName", "Partition", "TimeLimit", "StdOut", "TresPerJob")
+# one #SBATCH feature at a time, each fine through sbatch
+VARIANTS = {
+    "quoted name with '#'": '#!/bin/bash\n#SBATCH --hold\n#SBATCH --job-name="a b #c"\ntrue\n',
+    "--partition=gpu": "#!/bin/bash\n#SBATCH --hold\n#SBATCH --partition=gpu\ntrue\n",
+    "--time=5": "#!/bin/bash\n#SBATCH --hold\n#SBATCH --time=5\ntrue\n",
+    "--gpus-per-node=1": "#!/bin/bash\n#SBATCH --hold\n#SBATCH --gpus-per-node=1\ntrue\n",
+    "no -J (a script on stdin)": "#!/bin/bash\n#SBATCH --hold\ntrue\n",
+}
+# runs: where does %x put the output, and does the job see SLURM_JOB_NAME?
+NAMED = "#!/bin/bash\n#SBATCH -t 00:01:00\n#SBATCH -J named\n#SBATCH -o %x-%j.out\necho name=$SLURM_JOB_NAME\n"
 
 WAITER = """
 import json, os, resource, sys, time
@@ -64,6 +74,7 @@ def cpu():
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 sched.cluster_version()
+runner.calls.clear()
 c0, t0 = cpu(), time.perf_counter()
 st = sched.wait(ids, poll_s=float(sys.argv[4]), timeout_s=600)
 wall = time.perf_counter() - t0
@@ -135,11 +146,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"differs: {wrong}")  # fmt: skip
             except Exception as exc:  # what a user saw: the submission itself fails
                 print(f"rendered script via pyslurm: refused: {type(exc).__name__}: {exc}")
+            for label, text in VARIANTS.items():
+                ids.append(cli.submit(text, cwd=workdir))
+                want = recorded(ids[-1])
+                try:
+                    ids.append(pyslurm_submit(pyslurm, text, workdir))
+                except Exception as exc:
+                    print(f"  {label}: sbatch ok; pyslurm refused: {type(exc).__name__}: {exc}")
+                    continue
+                got = recorded(ids[-1])
+                wrong = {k: (got[k], want[k]) for k in FIELDS
+                         if got[k].replace(ids[-1], "%j") != want[k].replace(ids[-2], "%j")}  # fmt: skip
+                verdict = f"differs (pyslurm, sbatch): {wrong}" if wrong else "same fields"
+                print(f"  {label}: sbatch ok; pyslurm {verdict}")
+            named = pyslurm_submit(pyslurm, NAMED, workdir)
+            ids.append(named)
+            wait_for = time.monotonic() + 120
+            while time.monotonic() < wait_for and not list(Path(workdir).glob(f"*-{named}.out")):
+                time.sleep(0.2)
+            time.sleep(1)
+            files = sorted(p.name for p in Path(workdir).glob(f"*-{named}.out"))
+            texts = [(Path(workdir) / f).read_text().strip() for f in files]
+            record = recorded(named)["StdOut"].rsplit("/", 1)[-1]
+            print(f"  -J named -o %x-%j.out via pyslurm: Slurm records {record!r}, "
+                  f"the node wrote {files} saying {texts}")
 
             # ------------------------------------------------------------ 2. status of N jobs
-            while len(ids) < args.n:
-                ids.append(cli.submit(HELD, cwd=workdir))
-            sample = ids[: args.n]
+            sample = ids[: 2 * args.submit_n]  # the held jobs of part 1
+            while len(sample) < args.n:
+                sample.append(cli.submit(HELD, cwd=workdir))
+                ids.append(sample[-1])
+            sample = sample[: args.n]
             counting = RecordingRunner()
             backends = {"cli": SlurmCli(counting), "pyslurm": PyslurmBackend(counting)}
             times: dict[str, list[float]] = {k: [] for k in backends}
