@@ -114,7 +114,8 @@ def test_cli_gpu_job_end_to_end(cluster: Cluster, job_dir: Path, backend: str) -
     r = cli("submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir)
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip().splitlines()[0]
-    assert "CVD=0" in (job_dir / f"hpcjobs-tiny-{job_id}.out").read_text()
+    # one of the node's two (fake) GPUs: another job on the shared cluster may hold the other
+    assert (job_dir / f"hpcjobs-tiny-{job_id}.out").read_text().strip() in ("CVD=0", "CVD=1")
 
 
 def test_cli_mpi_job_two_ranks(cluster: Cluster, job_dir: Path) -> None:
