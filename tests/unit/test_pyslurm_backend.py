@@ -340,3 +340,13 @@ def test_cluster_version_via_cli(fake_pyslurm: FakePyslurm) -> None:
 )  # fmt: skip
 def test_expand_task_ranges(text: str | None, tasks: list[int]) -> None:
     assert expand_task_ranges(text) == tasks
+
+
+def test_status_reads_only_the_asked_for_jobs(fake_pyslurm: FakePyslurm) -> None:
+    """Another user's big pending array is not expanded into records on every poll."""
+    mine = fake_pyslurm.sbatch(workdir="/w")
+    theirs = fake_pyslurm.sbatch(workdir="/o", array=list(range(5000)), held=True)
+    b = backend(fake_pyslurm)
+    records = b._records_of([str(mine)])
+    assert [r.raw_id for r in records] == [str(mine)]
+    assert len(b._records_of([f"{theirs}_7"])) == 5000  # asking for it: its tasks, as squeue -r shows them
