@@ -12,7 +12,7 @@ from hpcjobs.spec import JobSpec
 
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
-    from hpcjobs.resolve import ResolvedJob
+    from hpcjobs.plugin_api import LaunchPlan, ResolvedJob
     from hpcjobs.runner import Runner
     from hpcjobs.schedulers.base import JobStatus, Scheduler
 
@@ -80,15 +80,64 @@ def prepare(
     runner: Runner | None = None,
     scheduler: Scheduler | None = None,
 ) -> ResolvedJob:
-    """resolve → host checks → image preparation: everything before render."""
-    from hpcjobs.images import prepare_job
+    """resolve → host checks → image preparation (the runtime plugin's): everything before render."""
     from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
     from hpcjobs.resolve import resolve
 
     job = resolve(spec, site, overrides)
     check_bind_sources(job)
     check_bind_realpaths(job, site.policy)
-    return prepare_job(job, site, runner=runner, scheduler=scheduler)
+    return prepare_image(job, site, runner=runner, scheduler=scheduler)
+
+
+def prepare_image(
+    job: ResolvedJob,
+    site: SiteConfig,
+    *,
+    runner: Runner | None = None,
+    scheduler: Scheduler | None = None,
+    pin: bool = False,
+    cache_dir: str | None = None,
+) -> ResolvedJob:
+    """The job's runtime plugin prepares its image; a conversion job goes to ``scheduler`` (default:
+    the configured one). ``pin``: only name the image, with no side effects (for render)."""
+    from hpcjobs.plugin_api import ImageContext
+    from hpcjobs.plugins import get_runtime
+
+    submitter = None if pin else SchedulerSubmitter(scheduler, runner)
+    ctx = ImageContext(site=site, runner=runner, submitter=submitter, pin=pin, cache_dir=cache_dir)
+    return get_runtime(job.runtime).prepare_image(job, ctx)
+
+
+class SchedulerSubmitter:
+    """A :class:`~hpcjobs.plugin_api.PlanSubmitter` over a scheduler: renders a plan, submits it.
+    With no scheduler given, the configured one is looked up when a plan is first submitted."""
+
+    def __init__(self, scheduler: Scheduler | None, runner: Runner | None = None) -> None:
+        self._scheduler, self._runner = scheduler, runner
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            from hpcjobs.schedulers import get_scheduler
+
+            self._scheduler = get_scheduler(self._runner)
+        return self._scheduler
+
+    def submit_plan(self, plan: LaunchPlan, *, cwd: str | None = None) -> str:
+        from hpcjobs.render import render_plan
+
+        return self.scheduler.submit(render_plan(plan), cwd=cwd)
+
+    def is_active(self, job_id: str) -> bool:
+        st = self.scheduler.status([job_id]).get(job_id)
+        state = getattr(st, "state", None)
+        return bool(state is not None and getattr(state, "is_active", False))
+
+
+def plan_submitter(scheduler: Scheduler | None = None, runner: Runner | None = None) -> SchedulerSubmitter:
+    """What image preparation submits its conversion job through (default: the configured scheduler)."""
+    return SchedulerSubmitter(scheduler, runner)
 
 
 @dataclass

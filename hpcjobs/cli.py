@@ -129,10 +129,10 @@ def render(
     site = load_site_arg(_site_path(ctx, site_path))
     job = resolve(load_job_file(job_file), site, parse_sets(sets))
     if not image_as_written:
-        from hpcjobs.images import pin_job
+        from hpcjobs.api import prepare_image
 
         try:
-            job = pin_job(job, site)
+            job = prepare_image(job, site, pin=True)
         except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
     click.echo(render_script(job, explain=explain), nl=False)
@@ -221,6 +221,27 @@ def logs(job_id: str) -> None:
     from hpcjobs.schedulers import get_scheduler
 
     click.echo(Job(job_id, get_scheduler()).logs(), nl=False)
+
+
+@main_group.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: version, plugin API, what each provides, and load failures."""
+    from hpcjobs.plugin_api import HPCJOBS_PLUGIN_API
+    from hpcjobs.plugins import plugin_infos
+
+    infos = plugin_infos()
+    if as_json:
+        click.echo(json.dumps({"api": HPCJOBS_PLUGIN_API, "plugins": [p.as_dict() for p in infos]}, indent=2))
+        return
+    click.echo(f"plugin API {HPCJOBS_PLUGIN_API}")
+    for p in infos:
+        dist = f"{p.dist or '?'} {p.version or ''}".rstrip()
+        if p.error is not None:
+            click.echo(f"{p.name}  ({dist})  FAILED: {p.error}")
+            continue
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items()) or "nothing"
+        click.echo(f"{p.name}  ({dist}, API {p.api or '?'})  {provides}")
 
 
 def _status_dict(st: Any) -> dict[str, Any]:

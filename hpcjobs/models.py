@@ -9,8 +9,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from hpcjobs.errors import BindError
 
-MpiKind = Literal["pmix", "pmi2", "mpirun", "none"]
-GpuFlag = Literal["nv", "nvccli", "rocm", "none"]
 GpuRequest = Literal["gpus", "gres"]
 BindMode = Literal["ro", "rw"]
 

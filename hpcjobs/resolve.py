@@ -12,96 +12,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
+from hpcjobs import defaults
 from hpcjobs.config.loader import describe_errors
-from hpcjobs.config.site import Partition, Policy, SiteConfig
+from hpcjobs.config.site import Partition, SiteConfig
+from hpcjobs.defaults import BUILTIN
 from hpcjobs.errors import BindError, ConfigError, LimitExceeded, PolicyViolation
-from hpcjobs.models import SLURM_NAME, Bind, GpuFlag, GpuRequest, MpiKind
+from hpcjobs.models import SLURM_NAME, Bind
+from hpcjobs.plugin_api import Mode, ResolvedJob
+from hpcjobs.sbatch_options import MANAGED_SBATCH, managed_sbatch_flag, managed_sbatch_problem
 from hpcjobs.spec import JobSpec
-
-Mode = Literal["run", "exec"]
 
 CLI = "cli"
 JOB = "job spec"
-BUILTIN = "built-in default"
 
-# sbatch options hpcjobs writes itself; extra_sbatch may not set them (it would silently win or lose)
-MANAGED_SBATCH = (
-    "--job-name", "-J", "--partition", "-p", "--nodes", "-N", "--ntasks", "-n", "--cpus-per-task", "-c",
-    "--gpus", "-G", "--gpus-per-node", "--gres", "--mem", "--time", "-t", "--array", "-a",
-    "--account", "-A", "--qos", "-q", "--output", "-o", "--error", "-e",
-    "--dependency", "-d", "--kill-on-invalid-dep", "--comment",
-)  # fmt: skip
-_WHY_MANAGED = {
-    "--comment": "hpcjobs sets itself: it tags each submission so that a retry never submits twice",
-    "--kill-on-invalid-dep": "hpcjobs sets itself with every dependency",
-}
-
-
-def managed_sbatch_flag(opt: str) -> str | None:
-    """The managed option that ``opt`` sets (``--time=5``, ``-t 5``, ``-t5``), or None."""
-    word = opt.split("=", 1)[0].split(None, 1)[0] if opt.strip() else opt
-    if word in MANAGED_SBATCH:
-        return word
-    if len(word) > 2 and not word.startswith("--") and word[:2] in MANAGED_SBATCH:
-        return word[:2]  # a short option with its value glued on: -t5
-    return None
-
-
-def managed_sbatch_problem(opt: str, instead: str) -> str | None:
-    flag = managed_sbatch_flag(opt)
-    if flag is None:
-        return None
-    return f"{opt!r} sets {flag}, which {_WHY_MANAGED.get(flag, 'hpcjobs writes itself: ' + instead)}"
-
-
-
-
-@dataclass(frozen=True)
-class ResolvedJob:
-    """Everything render needs, already decided. Values only; no I/O handles."""
-
-    name: str
-    image: str
-    partition: str
-    nodes: int
-    ntasks: int
-    cpus_per_task: int | None
-    gpus: int
-    mem_gb: float | None
-    time_min: int | None
-    mpi: MpiKind
-    account: str | None
-    qos: str | None
-    array: str | None
-    output: str
-    extra_sbatch: tuple[str, ...]
-    mode: Mode
-    args: tuple[str, ...]
-    binds: tuple[Bind, ...]
-    unchecked_bind_sources: tuple[str, ...]
-    env: Mapping[str, str]
-    launch_env: Mapping[str, str]
-    workdir: str | None
-    runtime: str
-    runtime_binary: str | None
-    runtime_flags: tuple[str, ...]
-    cleanenv: bool
-    gpu_flag: GpuFlag | None
-    gpu_request: GpuRequest
-    gpu_type: str | None
-    mpirun: str
-    site: str
-    provenance: Mapping[str, str] = field(default_factory=dict)
-    image_ref: str | None = None
-    image_digest: str | None = None
-    dependency: str | None = None
-    # with a bind deny list, binds may only come from the spec: drop APPTAINER_BIND & co. from the login env
-    clear_bind_env: bool = False
+__all__ = [
+    "BUILTIN", "CLI", "JOB", "MANAGED_SBATCH", "Mode", "ResolvedJob", "apply_overrides", "managed_sbatch_flag",
+    "managed_sbatch_problem", "resolve",
+]  # fmt: skip
 
 
 class _Picker:
@@ -176,18 +107,19 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     eff = site.effective(partition)
     p = _Picker(cli, spec, site, partition, eff)
 
-    nodes = int(p.pick("nodes", default=1))
-    ntasks = int(p.pick("ntasks", default=1))
+    builtin = defaults.SETTINGS
+    nodes = int(p.pick("nodes", default=defaults.JOB_FIELDS["nodes"]))
+    ntasks = int(p.pick("ntasks", default=defaults.JOB_FIELDS["ntasks"]))
     cpus_per_task = p.pick("cpus_per_task", "cpus_per_task")
-    gpus = int(p.pick("gpus", default=0))
+    gpus = int(p.pick("gpus", default=defaults.JOB_FIELDS["gpus"]))
     mem_gb = p.pick("mem_gb", "mem_gb")
     time_min = p.pick("time_min", "time_min")
     account = p.pick("account", "account")
     qos = p.pick("qos", "qos")
-    mpi: MpiKind = p.pick("mpi", "mpi.default", default="none")
+    mpi: str = p.pick("mpi", "mpi.default", default=builtin["mpi.default"])
     array = p.pick("array")
     dependency = p.pick("dependency")
-    cleanenv = bool(p.pick("cleanenv", "runtime.cleanenv", default=False))
+    cleanenv = bool(p.pick("cleanenv", "runtime.cleanenv", default=builtin["runtime.cleanenv"]))
     workdir = p.pick("workdir")
     provenance.update(p.provenance)
 
@@ -206,7 +138,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     if "\n" in name or '"' in name:
         raise ConfigError(f"job name {name!r} may not contain a newline or a double quote")
 
-    binds, unchecked = _merge_binds(eff, spec, site)
+    runtime = eff.runtime.name or builtin["runtime.name"]
+    provenance["runtime"] = p.setting_source("runtime.name")
+    binds, unchecked = _merge_binds(eff, spec, site, runtime)
     provenance["binds"] = "partition/site defaults + job spec" if eff.binds else JOB
     env = {**eff.env, **spec.env}
     launch_env = dict(eff.mpi.env) if (mpi != "none" and (ntasks > 1 or nodes > 1)) else {}
@@ -220,17 +154,19 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
             raise ConfigError(f"extra_sbatch {opt!r} may not contain a newline or a double quote")
 
     mode, args = _entry(spec)
-    gpu_flag: GpuFlag | None = None
+    gpu_flag: str | None = None
     if gpus > 0:
-        gpu_flag = eff.gpu.flag or "nv"
+        gpu_flag = eff.gpu.flag or builtin["gpu.flag"]
         provenance["gpu_flag"] = p.setting_source("gpu.flag")
-    runtime = eff.runtime.name or "apptainer"
-    provenance["runtime"] = p.setting_source("runtime.name")
-    output = spec.output or ("hpcjobs-%x-%A_%a.out" if array else "hpcjobs-%x-%j.out")
+    output = spec.output or (defaults.ARRAY_OUTPUT if array else defaults.OUTPUT)
     provenance["output"] = JOB if spec.output else BUILTIN
     if "\n" in output or '"' in output:
         raise ConfigError(f"output {output!r} may not contain a newline or a double quote")
 
+    if spec.wrappers:
+        provenance["wrappers"] = CLI if "wrappers" in cli else JOB
+    elif eff.wrappers:
+        provenance["wrappers"] = p.setting_source("wrappers")
     for key, src in _item_provenance(site, partition, eff, spec, cli, p).items():
         provenance.setdefault(key, src)  # per item, for render --explain
     return ResolvedJob(
@@ -261,14 +197,16 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         runtime_flags=tuple(eff.runtime.flags) + tuple(spec.runtime_flags),
         cleanenv=cleanenv,
         gpu_flag=gpu_flag,
-        gpu_request=eff.gpu.request or "gpus",
+        gpu_request=eff.gpu.request or builtin["gpu.request"],
         gpu_type=eff.gpu.type,
-        mpirun=eff.mpi.mpirun or "mpirun",
+        mpirun=eff.mpi.mpirun or builtin["mpi.mpirun"],
         site=site.name,
         provenance=provenance,
         clear_bind_env=bool(site.policy.deny_bind_sources),
         dependency=dependency,
         image_ref=spec.image,
+        wrappers=tuple(eff.wrappers) + tuple(w for w in spec.wrappers if w not in eff.wrappers),
+        plugin_settings=dict(site.plugins),
     )
 
 
@@ -337,7 +275,7 @@ def _check_limits(partition: str, eff: Partition, **asked: Any) -> None:
         )
 
 
-def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig) -> tuple[list[Bind], list[str]]:
+def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig, runtime: str) -> tuple[list[Bind], list[str]]:
     binds = list(eff.binds) + list(spec.binds)
     seen: dict[str, Bind] = {}
     for b in binds:
@@ -354,9 +292,12 @@ def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig) -> tuple[list[
                 f"bind source {b.src!r} is not allowed by site {site.name!r} "
                 f"(policy.deny_bind_sources: {denied})"
             )
-    if site.policy.deny_bind_sources:
+    if site.policy.deny_bind_sources and spec.runtime_flags:
+        from hpcjobs.plugins import get_runtime  # which flags mount host paths is the runtime's knowledge
+
+        mounts = get_runtime(runtime).mounts_host_path
         for flag in spec.runtime_flags:
-            if Policy.mounts_host_path(flag):
+            if mounts(flag):
                 raise PolicyViolation(
                     f"runtime flag {flag!r} mounts a host path, which site {site.name!r} does not allow "
                     "while policy.deny_bind_sources is set: use the job's binds"

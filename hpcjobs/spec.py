@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiKind, NonNegInt, PosFloat, PosInt, StrictModel
+from hpcjobs.models import ENV_NAME, Bind, EnvMap, NonNegInt, PosFloat, PosInt, StrictModel
+from hpcjobs.names import MpiKind, WrapperName
 
 # Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
 _DEPENDENCY = re.compile(
@@ -38,7 +39,10 @@ class JobSpec(StrictModel):
     gpus: NonNegInt | None = Field(None, description="GPUs per node.")
     mem_gb: PosFloat | None = Field(None, description="Memory per node in GB.")
     time_min: PosInt | None = Field(None, description="Wall time in minutes.")
-    mpi: MpiKind | None = Field(None, description="pmix, pmi2, mpirun or none (default: the partition's).")
+    mpi: MpiKind | None = Field(
+        None,
+        description="pmix, pmi2, none (srun) or mpirun, or one a launcher plugin serves (default: the partition's).",
+    )
     binds: list[Bind] = Field(default_factory=list, description="SRC:DST[:ro|rw] strings or {src, dst, mode}.")
     env: EnvMap = Field(default_factory=dict, description="Environment inside the container.")
     workdir: str | None = Field(None, description="Working directory inside the container.")
@@ -52,6 +56,9 @@ class JobSpec(StrictModel):
     runtime_flags: list[str] = Field(default_factory=list, description="Extra container runtime flags.")
     cleanenv: bool | None = Field(None, description="Start the container with a clean environment.")
     output: str | None = Field(None, description="Log file (Slurm filename pattern); default hpcjobs-%x-%j.out.")
+    wrappers: list[WrapperName] = Field(
+        default_factory=list, description="Task wrappers from plugins (profilers …), outermost first."
+    )
 
     @field_validator("entrypoint", "command", mode="before")
     @classmethod

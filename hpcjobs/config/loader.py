@@ -170,7 +170,10 @@ def describe_errors(model: type[BaseModel], exc: ValidationError) -> list[str]:
             valid = _valid_keys(model, parent)
             if _is_plugin_sections(model, parent):
                 have = ", ".join(valid) if valid else "none"
-                lines.append(f"{path}: no installed plugin reads this section (installed sections: {have})")
+                from hpcjobs.plugins import failure_note
+
+                note = failure_note(loc[-1]) if loc else ""
+                lines.append(f"{path}: no installed plugin reads this section (installed sections: {have}){note}")
                 continue
             hint = f" (valid keys: {', '.join(valid)})" if valid else ""
             lines.append(f"{path}: unknown key{hint}")

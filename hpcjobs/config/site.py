@@ -7,7 +7,6 @@ over the site defaults; scalars are replaced, lists and maps add up.
 from __future__ import annotations
 
 import posixpath
-import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
@@ -18,14 +17,13 @@ from hpcjobs.models import (
     SLURM_NAME,
     Bind,
     EnvMap,
-    GpuFlag,
     GpuRequest,
-    MpiKind,
     NonNegInt,
     PosFloat,
     PosInt,
     StrictModel,
 )
+from hpcjobs.names import GpuFlag, MpiKind, WrapperName
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -98,7 +96,9 @@ class GpuSettings(StrictModel):
     """How GPUs are asked of Slurm and handed to the container."""
 
     flag: GpuFlag | None = Field(
-        None, description="Runtime GPU flag used when GPUs are requested: nv, nvccli, rocm or none."
+        None,
+        description="Runtime GPU flag used when GPUs are requested, one the runtime plugin declares "
+        "(Apptainer: nv, nvccli, rocm or none; see `hpcjobs plugins`).",
     )
     request: GpuRequest | None = Field(
         None, description="How GPUs are asked of Slurm: 'gpus' (--gpus=N) or 'gres' (--gres=gpu[:type]:N)."
@@ -133,7 +133,11 @@ class RuntimeSettings(StrictModel):
 class MpiSettings(StrictModel):
     """How multi-task jobs are launched (hybrid model: one container per task)."""
 
-    default: MpiKind | None = Field(None, description="MPI launch when a job names none.")
+    default: MpiKind | None = Field(
+        None,
+        description="MPI launch when a job names none, one a launcher plugin serves "
+        "(srun: pmix, pmi2, none; mpirun: mpirun; see `hpcjobs plugins`).",
+    )
     env: SiteEnv = Field(default_factory=dict, description="Environment for MPI launches, e.g. PMIX_MCA_gds: hash.")
     mpirun: str | None = Field(None, description="mpirun executable for mpi: mpirun.")
 
@@ -154,6 +158,9 @@ class Settings(StrictModel):
     sbatch: list[str] = Field(
         default_factory=list, description="Extra sbatch options, e.g. --exclusive, written as directives."
     )
+    wrappers: list[WrapperName] = Field(
+        default_factory=list, description="Task wrappers from plugins (profilers …) every job gets, outermost first."
+    )
     time_min: PosInt | None = Field(None, description="Default wall time in minutes.")
     mem_gb: PosFloat | None = Field(None, description="Default memory per node in GB.")
     cpus_per_task: PosInt | None = Field(None, description="Default CPUs per task.")
@@ -163,7 +170,7 @@ class Settings(StrictModel):
     @field_validator("sbatch")
     @classmethod
     def _sbatch(cls, value: list[str]) -> list[str]:
-        from hpcjobs.resolve import managed_sbatch_problem
+        from hpcjobs.sbatch_options import managed_sbatch_problem
 
         def check(opt: str) -> str | None:
             problem = managed_sbatch_problem(opt, "use the setting instead")
@@ -254,24 +261,6 @@ class Policy(StrictModel):
             if d == "/" or path == d or path.startswith(d + "/"):
                 return denied
         return None
-
-
-    @staticmethod
-    def mounts_host_path(flag: str) -> bool:
-        """Whether a container runtime flag makes a host path appear in the container
-        (``--bind``, ``--mount``, ``--home``, ``--overlay``, ``--workdir``, ``--fusemount`` and
-        their short forms, also combined, as in ``-cB /etc``); such flags would get around
-        ``deny_bind_sources``."""
-        if flag.startswith("--"):
-            return flag[2:].split("=", 1)[0] in _MOUNT_FLAGS
-        if flag.startswith("-"):
-            letters = re.match(r"[A-Za-z]*", flag[1:])
-            return bool(letters and set(letters.group(0)) & _MOUNT_SHORT)
-        return False
-
-
-_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount"})
-_MOUNT_SHORT = frozenset("BHoW")
 
 
 def _norm(path: str) -> str:

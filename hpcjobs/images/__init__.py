@@ -23,11 +23,10 @@ from hpcjobs._lazy import lazy_attributes
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
     from hpcjobs.images.cache import EventHook, ImageCache
-    from hpcjobs.images.jobs import Submitter
     from hpcjobs.images.options import CacheOptions
     from hpcjobs.images.refs import ImageRef, parse_ref
     from hpcjobs.images.store import CacheEntry, GcReport
-    from hpcjobs.resolve import ResolvedJob
+    from hpcjobs.plugin_api import PlanSubmitter, ResolvedJob
     from hpcjobs.runner import Runner
 
 # Loaded on first use: a job whose image is a plain .sif never needs the cache machinery,
@@ -125,13 +124,14 @@ def prepare_job(
     job: ResolvedJob,
     site: SiteConfig,
     runner: Runner | None = None,
-    scheduler: Submitter | None = None,
+    submitter: PlanSubmitter | None = None,
     *,
     cache_dir: str | None = None,
 ) -> ResolvedJob:
     """``job`` with ``image`` = the digest-pinned SIF path, ``image_ref`` = the original reference,
     ``image_digest`` = the digest; with ``images.convert_on: slurm`` and a cold image, also
-    ``dependency`` on the conversion job it submitted."""
+    ``dependency`` on the conversion job submitted through ``submitter``
+    (:func:`hpcjobs.api.plan_submitter` wraps a scheduler)."""
     from hpcjobs.images.refs import parse_ref, stat_sif
 
     ref_text = job.image_ref or job.image
@@ -143,7 +143,7 @@ def prepare_job(
     from hpcjobs.images.jobs import prepare
 
     cache = open_cache(site, runner=runner, cache_dir=cache_dir)
-    return prepare(cache, job, site, scheduler)
+    return prepare(cache, job, site, submitter)
 
 
 def pin_job(

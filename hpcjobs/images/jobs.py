@@ -3,7 +3,9 @@
 The rendered script always names the SIF path (compute nodes never pull) and its header records
 the original reference and the digest. With ``images.convert_on: slurm`` a cold image is converted
 by a small batch job on ``images.build_partition`` that runs ``python -m hpcjobs.images pull`` with
-the same interpreter, so it goes through the same lock and publish path; the workload gets
+the same interpreter, so it goes through the same lock and publish path. That job is a launch plan
+(:func:`conversion_plan`) the caller's :class:`~hpcjobs.plugin_api.PlanSubmitter` renders and
+submits: this package renders and submits nothing itself. The workload gets
 ``--dependency=afterok:<id>``. Several workloads prepared while one conversion job is queued
 depend on that one job.
 """
@@ -17,33 +19,35 @@ import secrets
 import sys
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from hpcjobs.errors import ImageError
 from hpcjobs.images.cache import ImageCache, log
 from hpcjobs.images.digest import Resolved
 from hpcjobs.images.options import CacheOptions
 from hpcjobs.images.refs import parse_ref
+from hpcjobs.plugin_api import Directive, LaunchPlan, PlanSubmitter, Words
 
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
-    from hpcjobs.resolve import ResolvedJob
+    from hpcjobs.plugin_api import ResolvedJob
 
 
-class Submitter(Protocol):
-    """The part of a scheduler this module needs (hpcjobs.schedulers.base.Scheduler has it)."""
-
-    def submit(self, script: str, *, cwd: str | None = None) -> str: ...
-
-
-def prepare(cache: ImageCache, job: ResolvedJob, site: SiteConfig, scheduler: Submitter | None = None) -> ResolvedJob:
+def prepare(
+    cache: ImageCache, job: ResolvedJob, site: SiteConfig, submitter: PlanSubmitter | None = None
+) -> ResolvedJob:
     """An OCI or definition-file image: look it up, convert it or queue its conversion (see prepare_job)."""
     ref_text = job.image_ref or job.image
     res = cache.resolve(parse_ref(ref_text))
     entry = cache.lookup(res)
     if entry is None and site.images.convert_on == "slurm":
         _check_dependency_extendable(job.dependency)  # before a conversion job exists, not after
-        job_id = _conversion_job(cache, res, site, scheduler)
+        if submitter is None:
+            raise ImageError(
+                f"image {ref_text!r} is not cached and images.convert_on is slurm, but nothing was given to "
+                "submit the conversion job with (pass submitter=hpcjobs.api.plan_submitter(scheduler))"
+            )
+        job_id = _conversion_job(cache, res, site, submitter)
         path = str(cache.planned_path(res))
         cache.store.add_lease(res.key, cache.opts.job_lease_s, note=f"job {job.name}, conversion job {job_id}")
         return replace(
@@ -83,7 +87,7 @@ def _add_dependency(old: str | None, new: str) -> str:
     return f"{old},{new}" if old else new
 
 
-def conversion_script(
+def conversion_plan(
     res: Resolved,
     opts: CacheOptions,
     *,
@@ -91,14 +95,12 @@ def conversion_script(
     time_min: int,
     python: str | None = None,
     log_dir: str | None = None,
-) -> str:
-    """The batch script of a conversion job (quoted by render's one quoting function)."""
-    from hpcjobs.render import comment_text, directive_value, sh_join
-
+) -> LaunchPlan:
+    """The conversion job as a launch plan: the caller renders and submits it like any job."""
     source = res.ref.canonical
     if res.ref.kind == "docker" and res.manifest:
         source = f"docker://{res.ref.name}@{res.manifest}"  # the digest resolved now, whatever the tag does
-    argv = [
+    argv = (
         python or sys.executable,
         "-m",
         "hpcjobs.images",
@@ -108,42 +110,35 @@ def conversion_script(
         res.key,
         "--",
         source,
-    ]
-    lines = [
-        "#!/bin/bash",
-        f"# hpcjobs image conversion: {comment_text(res.ref.canonical)}",
-        f"# digest: {res.key}",
-        f"#SBATCH --job-name=hpcjobs-convert-{res.key.split(':', 1)[1][:12]}",
-    ]
+    )
+    directives = [Directive("--job-name", f"hpcjobs-convert-{res.key.split(':', 1)[1][:12]}")]
     if partition:
-        lines.append(f"#SBATCH --partition={partition}")
-    lines += [
-        "#SBATCH --nodes=1",
-        "#SBATCH --ntasks=1",
-        f"#SBATCH --time={time_min}",
-        f"#SBATCH --output={directive_value(os.path.join(log_dir or '.', 'hpcjobs-convert-%j.out'))}",
-        "set -euo pipefail",
-        "exec " + sh_join(argv),
+        directives.append(Directive("--partition", partition))
+    directives += [
+        Directive("--nodes", "1"),
+        Directive("--ntasks", "1"),
+        Directive("--time", str(time_min)),
+        Directive("--output", os.path.join(log_dir or ".", "hpcjobs-convert-%j.out")),
     ]
-    return "\n".join(lines) + "\n"
+    return LaunchPlan(
+        comments=[f"hpcjobs image conversion: {res.ref.canonical}", f"digest: {res.key}"],
+        directives=directives,
+        shell_options="-euo pipefail",
+        command=[Words(argv, "image conversion (images.convert_on: slurm)", "program", "hpcjobs.images")],
+    )
 
 
-def _conversion_job(cache: ImageCache, res: Resolved, site: SiteConfig, scheduler: Submitter | None) -> str:
-    sched = scheduler
-    if sched is None:
-        from hpcjobs.schedulers import get_scheduler
-
-        sched = get_scheduler(cache.runner)
-    pending = _pending_job(cache, res, sched)
+def _conversion_job(cache: ImageCache, res: Resolved, site: SiteConfig, submitter: PlanSubmitter) -> str:
+    pending = _pending_job(cache, res, submitter)
     if pending is not None:
         log.info("image.convert_job", ref=res.ref.canonical, digest=res.key, job_id=pending, reused=True)
         return pending
     cache.store.ensure()
     logs = str(cache.store.layer.root / "logs")
-    script = conversion_script(
+    plan = conversion_plan(
         res, cache.opts, partition=site.images.build_partition, time_min=site.images.build_time_min, log_dir=logs
     )
-    job_id = sched.submit(script, cwd=logs)
+    job_id = submitter.submit_plan(plan, cwd=logs)
     _record_pending(cache, res, job_id)
     log.info(
         "image.convert_job",
@@ -170,19 +165,14 @@ def _record_pending(cache: ImageCache, res: Resolved, job_id: str) -> None:
         os.replace(tmp, path)
 
 
-def _pending_job(cache: ImageCache, res: Resolved, sched: Submitter) -> str | None:
+def _pending_job(cache: ImageCache, res: Resolved, submitter: PlanSubmitter) -> str | None:
     """The id of this user's queued or running conversion job for the digest, if any."""
     try:
         with open(_pending_path(cache, res)) as f:
             job_id = str(json.load(f)["job_id"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    status_fn = getattr(sched, "status", None)
-    if status_fn is None:
-        return None
     try:
-        st = status_fn([job_id]).get(job_id)
+        return job_id if submitter.is_active(job_id) else None
     except Exception:  # any scheduler trouble: submit a fresh conversion job instead
         return None
-    active = getattr(st, "state", None)
-    return job_id if active is not None and getattr(active, "is_active", False) else None

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from hpcjobs.plugins import Launcher, hookimpl
+from hpcjobs.launchers.srun import launch_env
+from hpcjobs.plugin_api import HPCJOBS_PLUGIN_API, Launcher, LaunchPlan, ResolvedJob, Words, hookimpl
 
-if TYPE_CHECKING:
-    from hpcjobs.resolve import ResolvedJob
+__all__ = ["HPCJOBS_PLUGIN_API", "MpirunLauncher"]
 
 
 class MpirunLauncher:
     name = "mpirun"
+    mpi_kinds: Sequence[str] = ("mpirun",)
 
     def handles(self, job: ResolvedJob) -> bool:
-        return job.mpi == "mpirun" and (job.ntasks > 1 or job.nodes > 1)
+        return job.multi_task
 
-    def argv(self, job: ResolvedJob) -> list[str]:
-        return [job.mpirun, "-np", str(job.ntasks)]
+    def contribute(self, job: ResolvedJob, plan: LaunchPlan) -> None:
+        launch_env(job, plan)
+        why = f"mpi: mpirun from {job.source('mpi')}; binary: {job.source('mpirun')}"
+        plan.add(Words((job.mpirun,), why, "launcher", self.name))
+        plan.add(Words(("-np", str(job.ntasks)), f"ntasks: {job.source('ntasks')}", "launcher", self.name))
 
 
 @hookimpl

@@ -1,39 +1,175 @@
-"""Apptainer (and, through a subclass, SingularityCE 3.x): the container part of the command."""
+"""Apptainer (and, through a subclass, SingularityCE 3.x) as a runtime plugin.
+
+Everything Apptainer-specific lives here: the command line, how the environment reaches the
+container (``APPTAINERENV_*`` and its escaping), forwarding launch variables past ``--cleanenv``,
+which flags mount host paths (for the bind policy), the login variables that add binds, and image
+preparation through the SIF cache.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from hpcjobs.plugins import ContainerRuntime, hookimpl
+from hpcjobs.errors import ConfigError
+from hpcjobs.plugin_api import (
+    HPCJOBS_PLUGIN_API,
+    EnvVar,
+    ImageContext,
+    LaunchPlan,
+    ResolvedJob,
+    Runtime,
+    ScriptLine,
+    Words,
+    hookimpl,
+)
 
-if TYPE_CHECKING:
-    from hpcjobs.resolve import ResolvedJob
+__all__ = ["HPCJOBS_PLUGIN_API", "ApptainerRuntime", "container_env_value"]
+
+# Launch variables a task needs even when the container starts with --cleanenv.
+FORWARD_PATTERNS = (
+    "SLURM_*", "PMIX_*", "PMI_*", "OMPI_*", "PRTE_*",
+    "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL",
+)  # fmt: skip
+
+# Variables through which a login environment would add binds the site's deny list never saw.
+RUNTIME_BIND_ENV = ("APPTAINER_BIND", "APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH")
+
+# Verified on apptainer 1.4.5: its env injection turns CRLF into LF and fails on U+0080/U+0081.
+UNCARRIABLE_ENV = {"\r\n": "CR LF", "\x80": "U+0080", "\x81": "U+0081"}
+
+_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount"})
+_MOUNT_SHORT = frozenset("BHoW")
+
+
+def container_env_value(value: str) -> str:
+    """Escape a value for ``APPTAINERENV_*``.
+
+    Apptainer writes it into the container as ``export K="value"`` (escaping only '"'), so
+    ``$``, backticks and backslashes would be evaluated; escape those three so it arrives literally.
+    """
+    for bad, what in UNCARRIABLE_ENV.items():
+        if bad in value:
+            raise ConfigError(
+                f"environment value {value!r} contains {what}, which Apptainer's environment injection "
+                "cannot carry unchanged; refusing rather than passing a different value"
+            )
+    return value.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
+
+
+def mounts_host_path(flag: str) -> bool:
+    """Whether an Apptainer flag makes a host path appear in the container (``--bind``, ``--mount``,
+    ``--home``, ``--overlay``, ``--workdir``, ``--fusemount`` and their short forms, also combined,
+    as in ``-cB /etc``); such flags would get around ``deny_bind_sources``."""
+    if flag.startswith("--"):
+        return flag[2:].split("=", 1)[0] in _MOUNT_FLAGS
+    if flag.startswith("-"):
+        letters = re.match(r"[A-Za-z]*", flag[1:])
+        return bool(letters and set(letters.group(0)) & _MOUNT_SHORT)
+    return False
 
 
 class ApptainerRuntime:
     name = "apptainer"
     default_binary = "apptainer"
-    env_prefix = "APPTAINERENV_"
+    env_prefix = "APPTAINERENV_"  # host variables with this prefix reach the container
+    gpu_flags: Sequence[str] = ("nv", "nvccli", "rocm", "none")
 
-    def argv(self, job: ResolvedJob) -> list[str]:
-        # run keeps the image ENTRYPOINT; --no-eval stops run from shell-evaluating the arguments
-        cmd = [job.runtime_binary or self.default_binary]
-        cmd += ["run", "--no-eval"] if job.mode == "run" else ["exec"]
-        if job.gpu_flag and job.gpu_flag != "none":
-            cmd.append(f"--{job.gpu_flag}")
+    def mounts_host_path(self, flag: str) -> bool:
+        return mounts_host_path(flag)
+
+    def prepare_image(self, job: ResolvedJob, ctx: ImageContext) -> ResolvedJob:
+        from hpcjobs.images import pin_job, prepare_job
+
+        if ctx.pin:
+            return pin_job(job, ctx.site, ctx.runner, cache_dir=ctx.cache_dir)
+        return prepare_job(job, ctx.site, ctx.runner, submitter=ctx.submitter, cache_dir=ctx.cache_dir)
+
+    def contribute(self, job: ResolvedJob, plan: LaunchPlan) -> None:
+        if job.clear_bind_env:
+            plan.prologue.append(ScriptLine(
+                code=f"unset {' '.join(RUNTIME_BIND_ENV)}",
+                source="site policy.deny_bind_sources: binds come only from the job and the site",
+            ))  # fmt: skip
+        for key, value in job.env.items():
+            why = f"{job.source(f'env:{key}')} (env)"
+            plan.env.append(EnvVar(f"{self.env_prefix}{key}", container_env_value(value), why))
+        launcher_words = plan.index("launcher") is not None
         if job.cleanenv:
-            cmd.append("--cleanenv")
+            kept = ", ".join(FORWARD_PATTERNS[:4])
+            plan.epilogue.append(ScriptLine(
+                code=f"# --cleanenv <- {job.source('cleanenv')}: launch variables ({kept}, "
+                "CUDA_VISIBLE_DEVICES, …) are still forwarded into the container",
+                explain_only=True,
+            ))  # fmt: skip
+            plan.epilogue += [ScriptLine(code=line) for line in _forward_function(self.env_prefix)]
+            if launcher_words:
+                # per task: srun/mpirun set SLURM_PROCID, PMIX_RANK … for each task, after this script ran
+                plan.add(Words(
+                    ("bash", "-c", 'hpcjobs_forward_env && exec "$@"', "hpcjobs-task"),
+                    "--cleanenv with a launcher: forward each task's launch variables", "wrapper", self.name,
+                ))  # fmt: skip
+            else:
+                plan.epilogue.append(ScriptLine(code="hpcjobs_forward_env"))
+        for words in self.container_words(job):
+            plan.add(words)
+
+    def container_words(self, job: ResolvedJob) -> list[Words]:
+        """``apptainer run|exec [flags] IMAGE [ARGS]``, each group with where it came from."""
+        n = self.name
+
+        def w(argv: Sequence[str], source: str, role: str = "runtime") -> Words:
+            return Words(tuple(argv), source, role, n)  # type: ignore[arg-type]
+
+        binary = job.source("runtime_binary") if job.runtime_binary else "the runtime's own"
+        out = [w([job.runtime_binary or self.default_binary],
+                 f"runtime {job.runtime}: {job.source('runtime')}; binary: {binary}")]  # fmt: skip
+        # run keeps the image ENTRYPOINT; --no-eval stops run from shell-evaluating the arguments
+        out.append(w(["run", "--no-eval"] if job.mode == "run" else ["exec"], _mode_note(job)))
+        if job.gpu_flag and job.gpu_flag != "none":
+            why = f"GPUs requested (gpus: {job.source('gpus')}); flag: {job.source('gpu_flag')}"
+            out.append(w([f"--{job.gpu_flag}"], why))
+        if job.cleanenv:
+            out.append(w(["--cleanenv"], f"cleanenv: {job.source('cleanenv')}"))
         for b in job.binds:
-            cmd += ["--bind", b.spec()]
+            out.append(w(["--bind", b.spec()], f"bind: {job.source('bind:' + b.dst)}"))
         if job.workdir:
-            cmd += ["--pwd", job.workdir]
-        cmd += list(job.runtime_flags)
-        cmd.append(job.image)
-        cmd += list(job.args)
-        return cmd
+            out.append(w(["--pwd", job.workdir], f"workdir: {job.source('workdir')}"))
+        for i, flag in enumerate(job.runtime_flags):
+            out.append(w([flag], f"runtime flag: {job.source(f'runtime_flags[{i}]')}"))
+        what = "image (converted, cached SIF)" if job.image_digest else "image"
+        out.append(w([job.image], f"{what}: {job.source('image')}", "image"))
+        if job.args:
+            field = "entrypoint + command" if job.mode == "exec" else "command"
+            out.append(w(job.args, f"{field}: {job.source('entry')}", "program" if job.mode == "exec" else "arguments"))
+        return out
+
+
+def _mode_note(job: ResolvedJob) -> str:
+    src = job.source("entry")
+    if job.mode == "exec":
+        return f"entrypoint replaces the image's ENTRYPOINT and CMD ({src})"
+    if job.args:
+        return f"image ENTRYPOINT kept, command replaces CMD ({src}); --no-eval: arguments arrive literally"
+    return "image ENTRYPOINT + CMD (no entrypoint or command in the job)"
+
+
+def _forward_function(prefix: str) -> list[str]:
+    patterns = "|".join(FORWARD_PATTERNS)
+    return [
+        "hpcjobs_forward_env() {",
+        "  local v q",
+        "  for v in $(compgen -e); do",
+        f"    case \"$v\" in {patterns})",
+        "      q=${!v//\\\\/\\\\\\\\}; q=${q//\\$/\\\\\\$}; q=${q//\\`/\\\\\\`}",
+        f"      export \"{prefix}$v=$q\" ;;",
+        "    esac",
+        "  done",
+        "}",
+        "export -f hpcjobs_forward_env",
+    ]
 
 
 @hookimpl
-def hpcjobs_runtimes() -> Sequence[ContainerRuntime]:
+def hpcjobs_runtimes() -> Sequence[Runtime]:
     return [ApptainerRuntime()]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hpcjobs.plugins import ContainerRuntime, hookimpl
+from hpcjobs.plugin_api import HPCJOBS_PLUGIN_API, Runtime, hookimpl
 from hpcjobs.runtimes.apptainer import ApptainerRuntime
+
+__all__ = ["HPCJOBS_PLUGIN_API", "SingularityRuntime"]
 
 
 class SingularityRuntime(ApptainerRuntime):
@@ -15,5 +17,5 @@ class SingularityRuntime(ApptainerRuntime):
 
 
 @hookimpl
-def hpcjobs_runtimes() -> Sequence[ContainerRuntime]:
+def hpcjobs_runtimes() -> Sequence[Runtime]:
     return [SingularityRuntime()]

@@ -9,35 +9,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hpcjobs.defaults import BUILTIN
+from hpcjobs.defaults import SETTINGS as _BUILTIN_VALUES
+
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
 
 SITE = "site defaults"
-BUILTIN = "built-in default"
 NOT_SET = "not set"
 
-# settings in display order; (key, built-in value or None, meaning when unset)
-_SCALARS: tuple[tuple[str, Any, str], ...] = (
-    ("description", None, ""),
-    ("limits.max_nodes", None, "no limit"),
-    ("limits.max_ntasks", None, "no limit"),
-    ("limits.max_cpus_per_task", None, "no limit"),
-    ("limits.max_gpus_per_node", None, "no limit"),
-    ("limits.max_mem_gb", None, "no limit"),
-    ("limits.max_time_min", None, "no limit"),
-    ("time_min", None, "Slurm's default"),
-    ("mem_gb", None, "Slurm's default"),
-    ("cpus_per_task", None, "Slurm's default"),
-    ("account", None, "Slurm's default"),
-    ("qos", None, "Slurm's default"),
-    ("gpu.request", "gpus", ""),
-    ("gpu.type", None, "any type"),
-    ("gpu.flag", "nv", ""),
-    ("runtime.name", "apptainer", ""),
-    ("runtime.binary", None, "the runtime's own"),
-    ("runtime.cleanenv", False, ""),
-    ("mpi.default", "none", ""),
-    ("mpi.mpirun", "mpirun", ""),
+# settings in display order; (key, meaning when unset); built-in values come from hpcjobs.defaults
+_SCALARS: tuple[tuple[str, str], ...] = (
+    ("description", ""),
+    ("limits.max_nodes", "no limit"),
+    ("limits.max_ntasks", "no limit"),
+    ("limits.max_cpus_per_task", "no limit"),
+    ("limits.max_gpus_per_node", "no limit"),
+    ("limits.max_mem_gb", "no limit"),
+    ("limits.max_time_min", "no limit"),
+    ("time_min", "Slurm's default"),
+    ("mem_gb", "Slurm's default"),
+    ("cpus_per_task", "Slurm's default"),
+    ("account", "Slurm's default"),
+    ("qos", "Slurm's default"),
+    ("gpu.request", ""),
+    ("gpu.type", "any type"),
+    ("gpu.flag", ""),
+    ("runtime.name", ""),
+    ("runtime.binary", "the runtime's own"),
+    ("runtime.cleanenv", ""),
+    ("mpi.default", ""),
+    ("mpi.mpirun", ""),
 )
 
 
@@ -66,7 +68,8 @@ def effective_settings(site: SiteConfig, partition: str) -> list[Setting]:
 
     no_gpus = eff.limits.max_gpus_per_node == 0
     out: list[Setting] = []
-    for key, builtin, unset in _SCALARS:
+    for key, unset in _SCALARS:
+        builtin = _BUILTIN_VALUES.get(key)
         if no_gpus and key.startswith("gpu."):
             out.append(Setting(key, None, "not used: no GPUs (limits.max_gpus_per_node = 0)"))
             continue

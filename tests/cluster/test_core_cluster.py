@@ -17,8 +17,9 @@ from clusterenv import Cluster, run_job
 from hypothesis import HealthCheck, assume, given, settings
 
 from hpcjobs.config import load_site
-from hpcjobs.render import UNCARRIABLE_ENV, render
+from hpcjobs.render import render
 from hpcjobs.resolve import resolve
+from hpcjobs.runtimes.apptainer import UNCARRIABLE_ENV
 from hpcjobs.spec import JobSpec
 from tests.strategies import hostile_args, hostile_text
 

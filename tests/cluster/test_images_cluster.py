@@ -393,12 +393,14 @@ def test_job_runs_from_the_cached_sif(cluster: Cluster, job_dir: Path) -> None:
 
 
 def test_conversion_as_a_dependent_slurm_job(cluster: Cluster, job_dir: Path) -> None:
+    from hpcjobs.api import plan_submitter
     from hpcjobs.schedulers import get_scheduler
 
     cache_dir = job_dir / "cache"
     site = _site(convert_on="slurm", build_partition="cpu", build_time_min=10)
     spec = JobSpec(image=cluster.tiny_ref, command=["after-conversion"], time_min=5)
-    job = images.prepare_job(resolve(spec, site), site, scheduler=get_scheduler(prefer="cli"), cache_dir=str(cache_dir))
+    submitter = plan_submitter(get_scheduler(prefer="cli"))
+    job = images.prepare_job(resolve(spec, site), site, submitter=submitter, cache_dir=str(cache_dir))
     assert job.dependency and job.dependency.startswith("afterok:")
     assert not os.path.exists(job.image)  # cold: the conversion job makes it
     conv_id = job.dependency.split(":", 1)[1]
@@ -414,6 +416,6 @@ def test_conversion_as_a_dependent_slurm_job(cluster: Cluster, job_dir: Path) ->
     assert logs and logs[0].read_text().strip().splitlines()[-1] == job.image  # the job printed the path
     # once converted, preparing again needs no conversion job
     again = images.prepare_job(
-        resolve(spec, site), site, scheduler=get_scheduler(prefer="cli"), cache_dir=str(cache_dir)
+        resolve(spec, site), site, submitter=plan_submitter(get_scheduler(prefer="cli")), cache_dir=str(cache_dir)
     )
     assert (again.image, again.dependency) == (job.image, None)

@@ -60,8 +60,9 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
     shutil.copy2(ROOT / "site-configs" / "dev-cluster.yaml", config / "site.yaml")
     subprocess.run(["chown", "-R", f"{user}:", str(Path(home) / ".config")], check=True)
 
-    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        env = {**base_env, **({"PYTHONPATH": extra_path} if extra_path else {})}
+    def run(*args: str, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
+        path = ":".join(p for p in (pythonpath, extra_path) if p)
+        env = {**base_env, **({"PYTHONPATH": path} if path else {})}
         if "HPCJOBS_SCHEDULER" in os.environ:  # the backend fixture's choice
             env["HPCJOBS_SCHEDULER"] = os.environ["HPCJOBS_SCHEDULER"]
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
@@ -136,3 +137,40 @@ def test_user_submit_unchanged_by_an_installed_pyslurm(
     assert written in ("name=a b #c cvd=0\n", "name=a b #c cvd=1\n")  # one of the node's two GPUs
     logs = user_cli("logs", job_id, cwd=job_dir)
     assert logs.returncode == 0 and logs.stdout == written, logs.stderr
+
+
+def test_user_plugins_broken_one_breaks_nothing_and_wrappers_run(
+    cluster: Cluster, job_dir: Path, user_cli: UserCli
+) -> None:
+    """Third-party plugin distributions installed for the user (tests/plugin_dists on PYTHONPATH):
+    one that fails to import, one for plugin API 2.0, one with task wrappers and a site hook."""
+    dists = Path(tempfile.mkdtemp(prefix="hpcjobs-user-plugins-", dir="/tmp"))
+    try:
+        shutil.copytree(ROOT / "tests" / "plugin_dists", dists, dirs_exist_ok=True)
+        subprocess.run(["chmod", "-R", "a+rX", str(dists)], check=True)
+        listed = user_cli("plugins", "--json", cwd=job_dir, pythonpath=str(dists))
+        assert listed.returncode == 0, listed.stderr
+        rows = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
+        assert rows["broken"]["error"].startswith("ImportError: ") and rows["broken"]["version"] == "0.1"
+        assert rows["future"]["error"] == "written for plugin API 2.0, this hpcjobs provides 1.0"
+        assert rows["test-wrappers"]["provides"]["wrappers"] == ["test-outside", "test-inside"]
+        assert rows["apptainer"]["error"] is None
+        # a job that needs none of the failed plugins runs, wrapped outside and inside the container
+        (job_dir / "job.yaml").write_text(
+            f"image: {cluster.image('tiny_sif')}\nname: wrapped\nntasks: 2\nmpi: none\n"
+            "wrappers: [test-outside, test-inside]\n"
+            "entrypoint: [/bin/sh, -c, 'echo rank=$SLURM_PROCID wrapped=$HPCJOBS_WRAPPED arg=$0', 'a; b']\n"
+        )
+        r = user_cli("submit", "job.yaml", "--wait", "--poll-s", "0.2", cwd=job_dir, pythonpath=str(dists))
+        assert r.returncode == 0, r.stderr
+        job_id = r.stdout.strip().splitlines()[0]
+        out = sorted((job_dir / f"hpcjobs-wrapped-{job_id}.out").read_text().splitlines())
+        assert out == ["inside-wrapper", "inside-wrapper", "rank=0 wrapped=outside arg=a; b",
+                       "rank=1 wrapped=outside arg=a; b"]  # fmt: skip
+        # asking for what the broken plugin would have provided: refused before submission, named
+        (job_dir / "bad.yaml").write_text(f"image: {cluster.image('tiny_sif')}\nwrappers: [broken]\n")
+        r = user_cli("submit", "bad.yaml", cwd=job_dir, pythonpath=str(dists))
+        assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1
+        assert "plugin 'broken' (hpcjobs-test-broken 0.1) failed: ImportError" in r.stderr
+    finally:
+        shutil.rmtree(dists, ignore_errors=True)

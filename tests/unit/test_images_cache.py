@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from hpcjobs import images
+from hpcjobs.api import plan_submitter
 from hpcjobs.cli_images import images as images_cli
 from hpcjobs.cli_images import parse_size
 from hpcjobs.config import load_site_text
@@ -28,7 +29,7 @@ from hpcjobs.errors import ImageConversionError, ImageError
 from hpcjobs.images.cache import ImageCache
 from hpcjobs.images.options import CacheOptions
 from hpcjobs.images.sif import verify_sif, write_test_sif
-from hpcjobs.render import render
+from hpcjobs.render import render, render_plan
 from hpcjobs.resolve import resolve
 from hpcjobs.runner import Completed
 from hpcjobs.spec import JobSpec
@@ -377,7 +378,7 @@ def test_prepare_job_as_dependent_slurm_job(tmp_path: Path, image: dict[str, Any
     s = site("slurm")
     job = resolve(JobSpec(image=image["oci"] + ":1", command=["true"]), s)
     runner, sched = FakeRunner(), FakeScheduler()
-    out = images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
+    out = images.prepare_job(job, s, runner=runner, submitter=plan_submitter(sched), cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
     assert runner.builds() == []  # nothing converted on the submitting host
     assert out.dependency == "afterok:101"
     assert out.image == str(tmp_path / "cache" / "sif" / (image["img"].config.replace(":", "-") + ".sif"))
@@ -391,13 +392,15 @@ def test_prepare_job_as_dependent_slurm_job(tmp_path: Path, image: dict[str, Any
         replace(job, dependency="afterok:7"),
         s,
         runner=runner,
-        scheduler=sched,  # type: ignore[arg-type]
+        submitter=plan_submitter(sched),  # type: ignore[arg-type]
         cache_dir=str(tmp_path / "cache"),
     )
     assert again.dependency == "afterok:7,afterok:101" and len(sched.scripts) == 1
     # once the conversion job has ended (and failed), a new one is submitted
     sched.state = "FAILED"
-    third = images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
+    third = images.prepare_job(
+        job, s, runner=runner, submitter=plan_submitter(sched), cache_dir=str(tmp_path / "cache")
+    )  # type: ignore[arg-type]
     assert third.dependency == "afterok:102"
 
 
@@ -405,7 +408,7 @@ def test_conversion_script_runs(tmp_path: Path, image: dict[str, Any]) -> None:
     """Run the conversion job's script (no Slurm) with a fake apptainer that copies a SIF."""
     import subprocess
 
-    from hpcjobs.images.jobs import conversion_script
+    from hpcjobs.images.jobs import conversion_plan
 
     prebuilt = tmp_path / "prebuilt.sif"
     write_test_sif(prebuilt, b"from the conversion job")
@@ -414,7 +417,7 @@ def test_conversion_script_runs(tmp_path: Path, image: dict[str, Any]) -> None:
     fake.chmod(0o755)
     c = cache(tmp_path, FakeRunner(), binary=str(fake))
     res = c.resolve(image["archive"])
-    script = conversion_script(res, c.opts, partition=None, time_min=5, log_dir=str(tmp_path))
+    script = render_plan(conversion_plan(res, c.opts, partition=None, time_min=5, log_dir=str(tmp_path)))
     assert "--partition" not in script and f"#SBATCH --output={tmp_path}/hpcjobs-convert-%j.out" in script
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(tmp_path)}
     env.pop("HPCJOBS_SITE", None)
@@ -541,14 +544,12 @@ def test_inspect_labels_through_the_runner(tmp_path: Path, image: dict[str, Any]
     assert info["digest"] == image["img"].config and info["kind"] == "docker-archive"
 
 
-def test_any_of_dependency_refused_before_a_conversion_job_is_submitted(
-    tmp_path: Path, image: dict[str, Any]
-) -> None:
+def test_any_of_dependency_refused_before_a_conversion_job_is_submitted(tmp_path: Path, image: dict[str, Any]) -> None:
     s = site("slurm")
     job = resolve(JobSpec(image=image["oci"] + ":1", dependency="afterok:1?afterok:2"), s)
     runner, sched = FakeRunner(), FakeScheduler()
     with pytest.raises(ImageError, match="any-of"):
-        images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
+        images.prepare_job(job, s, runner=runner, submitter=plan_submitter(sched), cache_dir=str(tmp_path / "cache"))  # type: ignore[arg-type]
     assert sched.scripts == []
 
 
@@ -559,7 +560,9 @@ def test_pin_job_names_the_sif_submit_would_use_without_converting(tmp_path: Pat
     pinned = images.pin_job(job, s, runner=runner, cache_dir=str(tmp_path / "cache"))
     assert runner.builds() == [] and sched.scripts == []
     assert pinned.image_digest == image["img"].config and pinned.dependency is None
-    prepared = images.prepare_job(job, s, runner=runner, scheduler=sched, cache_dir=str(tmp_path / "cache"))
+    prepared = images.prepare_job(
+        job, s, runner=runner, submitter=plan_submitter(sched), cache_dir=str(tmp_path / "cache")
+    )
     assert prepared.image == pinned.image  # the planned path is where the conversion job publishes
     sif = tmp_path / "x.sif"
     sif.write_bytes(b"")

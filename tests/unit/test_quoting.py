@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from hpcjobs.config import load_site_text
 from hpcjobs.errors import ConfigError
-from hpcjobs.render import UNCARRIABLE_ENV, container_env_value, render, sh_join, sh_quote
+from hpcjobs.render import render, sh_join, sh_quote
 from hpcjobs.resolve import resolve
+from hpcjobs.runtimes.apptainer import UNCARRIABLE_ENV, container_env_value
 from hpcjobs.spec import JobSpec
 from tests.strategies import hostile_args, hostile_text
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from hpcjobs.config.loader import load_site_text
-from hpcjobs.config.site import Policy, SiteConfig
+from hpcjobs.config.site import SiteConfig
 from hpcjobs.errors import ConfigError, PolicyViolation
 from hpcjobs.resolve import resolve
 from hpcjobs.runner import RecordingRunner
+from hpcjobs.runtimes.apptainer import mounts_host_path
 from hpcjobs.spec import JobSpec
 from tests.fakes import unexpected
 
@@ -123,9 +124,9 @@ def test_mounts_host_path_classifier() -> None:
         "-W",
         "--fusemount",
     ):
-        assert Policy.mounts_host_path(flag), flag
+        assert mounts_host_path(flag), flag
     for flag in ("--writable-tmpfs", "-e", "-c", "--cleanenv", "--no-home", "--contain", "--nv", "-"):
-        assert not Policy.mounts_host_path(flag), flag
+        assert not mounts_host_path(flag), flag
 
 
 LOCKED = site(
