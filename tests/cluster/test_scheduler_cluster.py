@@ -139,7 +139,9 @@ def test_status_of_50_jobs_is_one_query(cli: Sched, runner: RecordingRunner, job
 
 
 def test_cancel_running_job(cli: Sched, job_dir: Path) -> None:
-    job_id = cli.submit(script("sleep 60"), cwd=str(job_dir))
+    # exec: one process, so the signal is what ends the job (with `sleep` under bash, bash may
+    # instead exit 143 after its child died, depending on which of the two the signal reaches first)
+    job_id = cli.submit(script("exec sleep 60"), cwd=str(job_dir))
     wait_running(cli, job_id)
     cli.cancel([job_id])
     st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
