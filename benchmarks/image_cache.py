@@ -5,6 +5,8 @@
 (2) cold conversion ÷ bare ``apptainer build`` of the same source, same run, alternating runs, each
     cold (fresh cache, fresh APPTAINER_CACHEDIR for both) — medians and their ratio, for the tiny
     test image and for a synthetic image of --size-mb MB;
+(1b) the cost of ``images.verify: always`` (sha256 of the SIF on every hit) against the default
+    lookup, interleaved in the same run — for the tiny image and the synthetic one;
 (3) the 16-way race: 16 ``python -m hpcjobs.images pull`` processes, one cold image → conversions
     counted by a wrapper around apptainer (must be 1), and the race's wall time.
 
@@ -113,6 +115,28 @@ def warm_lookups(work: Path, refs: Sequence[str], n: int) -> None:
     )
 
 
+def verify_cost(work: Path, ref: str, n: int, label: str) -> None:
+    print(f"\n(1b) warm lookup with and without images.verify: always, {label}, {n} interleaved pulls each")
+    d = Path(tempfile.mkdtemp(dir=work, prefix="verify-"))
+    plain = open_cache(runner=RecordingRunner(), cache_dir=str(d))
+    entry = plain.pull(ref)
+    verified = open_cache(runner=RecordingRunner(), cache_dir=str(d), verify_hits=True)
+    verified.pull(ref)
+    times: dict[str, list[float]] = {"default": [], "verify": []}
+    for i in range(n):
+        for which in ("default", "verify") if i % 2 == 0 else ("verify", "default"):
+            cache = plain if which == "default" else verified
+            t = time.perf_counter()
+            cache.pull(ref)
+            times[which].append(time.perf_counter() - t)
+    print(f"    SIF size {entry.size / 2**20:.1f} MiB")
+    for which, xs in times.items():
+        print(f"    {which:8}  {ms(xs)}")
+    ratio = statistics.median(times["verify"]) / statistics.median(times["default"])
+    print(f"    ratio verify/default (median/median): {ratio:.2f}")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def cold_ratio(work: Path, ref: str, source: str, runs: int, label: str) -> None:
     print(f"\n(2) cold conversion vs bare `apptainer build`, {label}, {runs} alternating runs each")
     ours: list[float] = []
@@ -201,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             info["tiny_ref"].rsplit(":", 1)[0] + "@" + info["tiny_manifest_digest"],
         ]
         warm_lookups(work, refs, args.lookups)
+        verify_cost(work, refs[2], args.lookups, "tiny image")
         tiny = imgs["tiny_docker_archive"]
         cold_ratio(work, f"docker-archive:{tiny}", f"docker-archive:{tiny}", args.runs, "tiny image (1 MB)")
         synth = work / "synthetic.docker.tar"
@@ -211,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"docker-archive:{synth}",
             args.runs,
             f"synthetic image ({args.size_mb} MB)",
+        )
+        verify_cost(
+            work, f"docker-archive:{synth}", max(10, args.lookups // 10), f"synthetic image ({args.size_mb} MB)"
         )
         race(work, f"docker-archive:{synth}", args.race)
     finally:

@@ -135,7 +135,9 @@ def render(
             job = prepare_image(job, site, pin=True)
         except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
-    click.echo(render_script(job, explain=explain), nl=False)
+    import os
+
+    click.echo(render_script(job, explain=explain, environ=os.environ), nl=False)
 
 
 @main_group.command()

@@ -137,6 +137,18 @@ def images(ctx: click.Context, verbose: int, cache_dir: str | None) -> None:
 @click.option("--apptainer", "binary", default=None, help="Apptainer (or singularity) executable.")
 @click.option("--wait-timeout", type=float, default=None, help="Give up waiting for another conversion (s).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Writable cache (as for images).")
+@click.option(
+    "--cache-owner",
+    default=None,
+    metavar="USER",
+    help="Who must own a shared cache's directories (default: the site's images.cache_owner, else its owner).",
+)
+@click.option(
+    "--verify",
+    type=click.Choice(["publish", "always"]),
+    default=None,
+    help="always: check each hit's sha256 against its metadata record (default: the site's images.verify).",
+)
 @click.pass_context
 def pull(
     ctx: click.Context,
@@ -149,6 +161,8 @@ def pull(
     binary: str | None,
     wait_timeout: float | None,
     cache_dir: str | None,
+    cache_owner: str | None,
+    verify: str | None,
 ) -> None:
     """Convert REF to SIF if it is not cached yet; print the SIF path.
 
@@ -170,6 +184,8 @@ def pull(
             mksquashfs_args=mksquashfs_args,
             binary=binary,
             wait_timeout_s=wait_timeout,
+            cache_owner=cache_owner,
+            verify_hits=None if verify is None else verify == "always",
             insecure_registries=(site_insecure + list(insecure)) if insecure else None,
             **opts,
         )
@@ -251,3 +267,58 @@ def gc_cmd(ctx: click.Context, max_size: str | None, older_than: float | None, d
         f"{verb} {len(report.removed)} image(s), {human_size(report.freed_bytes)}; cache "
         f"{human_size(report.total_bytes_before)} → {human_size(report.total_bytes_after)}"
     )
+
+
+@images.command("check")
+@click.option(
+    "--shared/--private",
+    "shared",
+    default=None,
+    help="Check the cache as shared or per-user (default: the site's images.shared).",
+)
+@click.option("--cache-owner", default=None, metavar="USER", help="Designated owner (default: images.cache_owner).")
+@click.option("--verify", is_flag=True, help="Also check every entry's sha256 against its metadata record.")
+@click.option("--fix", is_flag=True, help="Fix what can safely be fixed (create, chown, chmod, remove bad entries).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_context
+def check_cmd(
+    ctx: click.Context, shared: bool | None, cache_owner: str | None, verify: bool, fix: bool, as_json: bool
+) -> None:
+    """Check the cache's layout, owners and modes (the writable cache and the site caches): print
+    each problem with the command that fixes it. Exit 1 when something is (still) wrong.
+
+    Set up a shared cache as root with: install -d -o root -g GROUP -m 3770 DIR, then
+    hpcjobs images --cache-dir DIR check --shared --fix.
+    """
+    from hpcjobs.images import open_cache
+    from hpcjobs.images.check import check_cache
+
+    cache = open_cache(
+        _load_site(ctx),
+        shared=shared,
+        cache_owner=cache_owner,
+        verify_hits=True if verify else None,
+        **_cache_options(ctx),
+    )
+    findings = check_cache(cache.store, fix=fix)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"path": f.problem.path, "problem": f.problem.what, "fix": f.problem.fix, "fixed": f.fixed}
+                    for f in findings
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for f in findings:
+            click.echo(_one_line(f.line()))
+        left = sum(1 for f in findings if not f.fixed)
+        kind = "shared" if cache.store.shared else "private"
+        click.echo(
+            f"{cache.store.layer.root} ({kind}): "
+            + ("all good" if not findings else f"{len(findings) - left} fixed, {left} left")
+        )
+    if any(not f.fixed for f in findings):
+        ctx.exit(1)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcjobs.config.loader import load_yaml_mapping, validate_model
-from hpcjobs.errors import ConfigError
+from hpcjobs.config.loader import load_yaml_mapping, read_text, validate_model
 
 if TYPE_CHECKING:
     from hpcjobs.api import ContainerJob
@@ -14,11 +13,8 @@ if TYPE_CHECKING:
 
 def load_job_file(path: str | Path) -> ContainerJob:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read job file: {exc.strerror}") from exc
-    return load_job_text(text, str(p))
+    # missing, unreadable, a directory, not UTF-8: one line naming the file (like a site config)
+    return load_job_text(read_text(p, "job file"), str(p))
 
 
 def load_job_text(text: str, source: str = "<job>") -> ContainerJob:

@@ -16,9 +16,9 @@ NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(ge=1)]
 PosFloat = Annotated[float, Field(gt=0)]
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # names written into #SBATCH lines as they are (partition, account, QoS, GPU type)
-SLURM_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+\Z")
 """What an environment variable name may be (letters, digits and _, not first a digit)."""
 
 
@@ -48,7 +48,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-_BIND_RE = re.compile(r"^(?P<src>[^:]+)(?::(?P<dst>[^:]+))?(?::(?P<mode>ro|rw))?$")
+_BIND_RE = re.compile(r"(?P<src>[^:]+)(?::(?P<dst>[^:]+))?(?::(?P<mode>ro|rw))?\Z")
 
 
 class Bind(StrictModel):
@@ -78,12 +78,27 @@ class Bind(StrictModel):
         return self
 
     def spec(self) -> str:
-        """The value for ``apptainer --bind``."""
+        """``SRC:DST:MODE``, as ``apptainer --bind`` takes it (and as messages show a bind)."""
         return f"{self.src}:{self.dst}:{self.mode}"
+
+    def runtime_args(self) -> list[str]:
+        """The runtime flag and value: ``--bind SRC:DST:MODE``, or for a path with ':' (which
+        ``--bind`` would split) ``--mount type=bind,src=…,dst=…[,ro]``, whose fields apptainer
+        reads as one CSV record (a field with '"' is quoted, with '"' doubled)."""
+        if ":" not in self.src and ":" not in self.dst:
+            return ["--bind", self.spec()]
+        fields = ["type=bind", f"src={self.src}", f"dst={self.dst}"] + (["ro"] if self.mode == "ro" else [])
+        return ["--mount", ",".join(_csv_field(f) for f in fields)]
+
+
+def _csv_field(field: str) -> str:
+    if any(c in field for c in ',"\r\n'):
+        return '"' + field.replace('"', '""') + '"'
+    return field
 
 
 def _split_bind(text: str) -> dict[str, str]:
-    m = _BIND_RE.match(text)
+    m = _BIND_RE.fullmatch(text)
     if not m:
         raise ValueError(f"bind {text!r} is not SRC[:DST][:ro|rw] (use the object form for paths with ':')")
     src = m.group("src")

@@ -4,7 +4,8 @@ wrappers → ``hpcjobs_plan`` hooks). Pure: plugins add data; nothing is quoted 
 from __future__ import annotations
 
 from hpcjobs._version import __version__
-from hpcjobs.errors import HpcjobsError, PluginError
+from hpcjobs.directives import option_problem
+from hpcjobs.errors import ConfigError, HpcjobsError, PluginError
 from hpcjobs.plugin_api import Directive, LaunchPlan, ResolvedJob
 
 
@@ -87,6 +88,9 @@ def sbatch_directives(job: ResolvedJob) -> list[Directive]:
         # a failed image conversion must end the workload, not leave it pending forever
         out.append(d("--kill-on-invalid-dep", "yes", "dependency"))
     for i, opt in enumerate(job.extra_sbatch):
+        problem = option_problem(opt)  # resolve and the site schema checked it; a ResolvedJob may be built by hand
+        if problem is not None:
+            raise ConfigError(f"sbatch option {problem}")
         name, sep, val = opt.partition("=")
         out.append(Directive(name, val, _directive_source(job, f"extra_sbatch[{i}]")) if sep else
                    Directive(opt, None, _directive_source(job, f"extra_sbatch[{i}]")))  # fmt: skip

@@ -7,8 +7,10 @@ quotes, ``$``, ``;`` or newlines arrives in the container byte-for-byte.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from hpcjobs.directives import checked_directive, quote_value, slurm_input_vars, uncarriable
+from hpcjobs.errors import ConfigError
 from hpcjobs.plugin_api import LaunchPlan, ResolvedJob, ScriptLine
 
 PRECEDENCE = "CLI (--set) > job spec > partition > site defaults > built-in default"
@@ -26,22 +28,27 @@ def sh_join(argv: Sequence[str]) -> str:
 
 
 def directive_value(value: str) -> str:
-    # sbatch reads #SBATCH lines with its own parser: double quotes group words, '#' outside
-    # quotes starts a comment. resolve() refuses '"' and newlines in directive values.
-    if any(c in value for c in " \t#'"):
-        return f'"{value}"'
-    return value
+    """``value`` as one word of an ``#SBATCH`` line (sbatch's own quoting, see hpcjobs.directives);
+    a value no directive can carry (a control character) is refused."""
+    bad = uncarriable(value)
+    if bad is not None:
+        raise ConfigError(f"{value!r} {bad}, which an #SBATCH line cannot carry")
+    return quote_value(value)
 
 
-def render(job: ResolvedJob, *, explain: bool = False) -> str:
+def render(job: ResolvedJob, *, explain: bool = False, environ: Iterable[str] = ()) -> str:
     """The sbatch script for ``job``: its launch plan (:func:`hpcjobs.plan.build_plan`), serialized."""
     from hpcjobs.plan import build_plan
 
-    return render_plan(build_plan(job), explain=explain)
+    return render_plan(build_plan(job), explain=explain, environ=environ)
 
 
-def render_plan(plan: LaunchPlan, *, explain: bool = False) -> str:
-    """The script for ``plan``. With ``explain``, each line and command word says where it came from."""
+def render_plan(plan: LaunchPlan, *, explain: bool = False, environ: Iterable[str] = ()) -> str:
+    """The script for ``plan``. With ``explain``, each line and command word says where it came from,
+    and which of the variable names in ``environ`` (the submitting environment) sbatch will not see.
+
+    Every directive, the core's and a plugin's, is written as one option that sbatch reads back
+    exactly (:func:`hpcjobs.directives.checked_directive`), or refused."""
 
     def note(source: str | None) -> str:
         return f"  # <- {source}" if explain and source else ""
@@ -51,9 +58,9 @@ def render_plan(plan: LaunchPlan, *, explain: bool = False) -> str:
     if explain:
         lines.append("# --explain: '<- SOURCE' after a line says where its value came from;")
         lines.append(f"# precedence: {PRECEDENCE}.")
+        lines += _explain_input_env(environ)
     for d in plan.directives:
-        opt = d.option if d.value is None else f"{d.option}={directive_value(d.value)}"
-        lines.append(f"#SBATCH {opt}{note(d.source)}")
+        lines.append(f"#SBATCH {checked_directive(d.option, d.value)}{note(d.source)}")
     lines.append(f"set {plan.shell_options}")
     lines += _script_lines(plan.prologue, explain)
     lines += [f"export {e.name}={sh_quote(e.value)}{note(e.source)}" for e in plan.env]
@@ -65,6 +72,18 @@ def render_plan(plan: LaunchPlan, *, explain: bool = False) -> str:
         lines += [f"#   {_words(w):<{width}}  <- {why}" for w, why in rows]
     lines.append("exec " + sh_join(plan.argv()))
     return "\n".join(lines) + "\n"
+
+
+def _explain_input_env(environ: Iterable[str]) -> list[str]:
+    lines = [
+        "# sbatch is run without Slurm's input variables (SBATCH_*, SRUN_*, SLURM_* but SLURM_CONF):",
+        "# the #SBATCH lines below are all it reads, and the job does not inherit them.",
+    ]
+    cleared = slurm_input_vars(environ)
+    if cleared:
+        shown = ", ".join(cleared[:12]) + (f" and {len(cleared) - 12} more" if len(cleared) > 12 else "")
+        lines.append(f"# Set here and cleared for sbatch: {comment_text(shown)}.")
+    return lines
 
 
 def _script_lines(items: list[ScriptLine], explain: bool) -> list[str]:

@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from hpcjobs import defaults
 from hpcjobs.config.loader import describe_errors
-from hpcjobs.config.site import Partition, SiteConfig
+from hpcjobs.config.site import Partition, SiteConfig, is_within
 from hpcjobs.defaults import BUILTIN
+from hpcjobs.directives import option_problem, uncarriable
 from hpcjobs.errors import BindError, ConfigError, LimitExceeded, PolicyViolation
 from hpcjobs.models import SLURM_NAME, Bind
 from hpcjobs.plugin_api import Mode, ResolvedJob
@@ -131,12 +132,15 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         raise PolicyViolation(f"site {site.name!r} requires a QoS: set qos in the job or --set qos=…")
 
     for label, value in (("partition", partition), ("account", account), ("qos", qos)):
-        if value is not None and not SLURM_NAME.match(value):
+        if value is not None and not SLURM_NAME.fullmatch(value):
             raise ConfigError(f"{label} {value!r} may only contain letters, digits and . _ + -")
+    if account is not None:
+        account = account.lower()  # Slurm records account names in lower case (verified on 22.05)
     name = spec.name or _name_from_image(spec.image)
     provenance["name"] = JOB if spec.name else "derived from image"
-    if "\n" in name or '"' in name:
-        raise ConfigError(f"job name {name!r} may not contain a newline or a double quote")
+    bad = uncarriable(name)
+    if bad is not None:
+        raise ConfigError(f"job name {name!r} {bad}, which an #SBATCH line cannot carry")
 
     runtime = eff.runtime.name or builtin["runtime.name"]
     provenance["runtime"] = p.setting_source("runtime.name")
@@ -147,11 +151,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
 
     extra = tuple(spec.extra_sbatch)
     for opt in extra:
-        problem = managed_sbatch_problem(opt, "use the job field instead")
+        problem = option_problem(opt)
         if problem is not None:
             raise ConfigError(f"extra_sbatch {problem}")
-        if "\n" in opt or '"' in opt:
-            raise ConfigError(f"extra_sbatch {opt!r} may not contain a newline or a double quote")
 
     mode, args = _entry(spec)
     gpu_flag: str | None = None
@@ -160,8 +162,12 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         provenance["gpu_flag"] = p.setting_source("gpu.flag")
     output = spec.output or (defaults.ARRAY_OUTPUT if array else defaults.OUTPUT)
     provenance["output"] = JOB if spec.output else BUILTIN
-    if "\n" in output or '"' in output:
-        raise ConfigError(f"output {output!r} may not contain a newline or a double quote")
+    bad = uncarriable(output)
+    if bad is None and "\\" in output:
+        # Slurm reads a backslash in a file name as "no %-patterns here" and removes it
+        bad = "contains a backslash, which Slurm removes from file names"
+    if bad is not None:
+        raise ConfigError(f"output {output!r} {bad}")
 
     if spec.wrappers:
         provenance["wrappers"] = CLI if "wrappers" in cli else JOB
@@ -302,10 +308,8 @@ def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig, runtime: str) 
                     f"runtime flag {flag!r} mounts a host path, which site {site.name!r} does not allow "
                     "while policy.deny_bind_sources is set: use the job's binds"
                 )
-    unchecked = [
-        b.src for b in binds
-        if any(b.src == n or b.src.startswith(n.rstrip("/") + "/") for n in eff.node_local_paths)
-    ]  # fmt: skip
+    # normalised first: /scratch-local/../etc is not node-local
+    unchecked = [b.src for b in binds if any(is_within(b.src, n) for n in eff.node_local_paths)]
     return binds, unchecked
 
 

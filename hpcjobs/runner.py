@@ -1,6 +1,7 @@
 """The one I/O seam for processes: every external program is run through a Runner.
 
-A Runner takes an argv list (never a shell string) and returns the exit code and output.
+A Runner takes an argv list (never a shell string) and returns the exit code and output. ``env``
+holds changes to the caller's environment: a value sets a variable, None removes it.
 Production uses :class:`SubprocessRunner`; :class:`RecordingRunner` wraps one to record (count
 Slurm queries, say) or to answer calls itself (dry runs, and the fakes tests inject here).
 """
@@ -34,7 +35,7 @@ class Runner(Protocol):
         argv: Sequence[str],
         *,
         input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         cwd: str | None = None,
         timeout_s: float | None = None,
     ) -> Completed: ...
@@ -48,7 +49,7 @@ class SubprocessRunner:
         argv: Sequence[str],
         *,
         input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         cwd: str | None = None,
         timeout_s: float | None = None,
     ) -> Completed:
@@ -56,7 +57,11 @@ class SubprocessRunner:
         full_env = None
         if env is not None:
             full_env = dict(os.environ)
-            full_env.update(env)
+            for key, value in env.items():
+                if value is None:
+                    full_env.pop(key, None)
+                else:
+                    full_env[key] = value
         try:
             proc = subprocess.run(
                 args,
@@ -86,7 +91,7 @@ class Call:
 
     argv: tuple[str, ...]
     input_text: str | None = None
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str | None] | None = None
     cwd: str | None = None
     timeout_s: float | None = None
 
@@ -118,7 +123,7 @@ class RecordingRunner:
         argv: Sequence[str],
         *,
         input_text: str | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         cwd: str | None = None,
         timeout_s: float | None = None,
     ) -> Completed:

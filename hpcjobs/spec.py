@@ -13,9 +13,9 @@ from hpcjobs.names import MpiKind, WrapperName
 # Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
 _DEPENDENCY = re.compile(
     r"^(singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+)"
-    r"([,?](singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+))*$"
+    r"([,?](singleton|(after|afterany|afterburstbuffer|aftercorr|afternotok|afterok|aftersuccess)(:[0-9_]+(\+[0-9]+)?)+))*\Z"
 )
-_ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?$")
+_ARRAY = re.compile(r"^[0-9]+(-[0-9]+)?(:[0-9]+)?(,[0-9]+(-[0-9]+)?(:[0-9]+)?)*(%[0-9]+)?\Z")
 
 
 class JobSpec(StrictModel):
@@ -52,7 +52,9 @@ class JobSpec(StrictModel):
     )
     account: str | None = None
     qos: str | None = None
-    extra_sbatch: list[str] = Field(default_factory=list, description="More sbatch options, e.g. --exclusive.")
+    extra_sbatch: list[str] = Field(
+        default_factory=list, description="More sbatch options, one per entry: --name, --name=value or -x."
+    )
     runtime_flags: list[str] = Field(default_factory=list, description="Extra container runtime flags.")
     cleanenv: bool | None = Field(None, description="Start the container with a clean environment.")
     output: str | None = Field(None, description="Log file (Slurm filename pattern); default hpcjobs-%x-%j.out.")
@@ -74,21 +76,21 @@ class JobSpec(StrictModel):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not ENV_NAME.match(key):
+            if not ENV_NAME.fullmatch(key):
                 raise ValueError(f"environment variable name {key!r} is not a valid name")
         return value
 
     @field_validator("array")
     @classmethod
     def _array(cls, value: str | None) -> str | None:
-        if value is not None and not _ARRAY.match(value):
+        if value is not None and not _ARRAY.fullmatch(value):
             raise ValueError(f"array {value!r} is not Slurm array syntax (e.g. 0-9, 1,3,5, 0-15:4%2)")
         return value
 
     @field_validator("dependency")
     @classmethod
     def _dependency(cls, value: str | None) -> str | None:
-        if value is not None and not _DEPENDENCY.match(value):
+        if value is not None and not _DEPENDENCY.fullmatch(value):
             raise ValueError(f"dependency {value!r} is not Slurm dependency syntax (e.g. afterok:123, afterany:1:2)")
         return value
 

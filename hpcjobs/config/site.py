@@ -41,7 +41,7 @@ def _check_each(items: Iterable[tuple[str | int, Any]], check: Callable[[Any], s
 
 def _env_names(value: dict[str, str]) -> dict[str, str]:
     def check(key: str) -> str | None:
-        if ENV_NAME.match(key):
+        if ENV_NAME.fullmatch(key):
             return None
         return f"{key!r} is not an environment variable name (letters, digits and _, not first a digit)"
 
@@ -109,7 +109,7 @@ class GpuSettings(StrictModel):
     @classmethod
     def _type(cls, value: str | None) -> str | None:
         # written into an #SBATCH line as gpu:TYPE:N
-        if value is not None and not SLURM_NAME.match(value):
+        if value is not None and not SLURM_NAME.fullmatch(value):
             raise ValueError(f"GPU type {value!r} may only contain letters, digits and . _ + -")
         return value
 
@@ -156,7 +156,8 @@ class Settings(StrictModel):
     )
     env: SiteEnv = Field(default_factory=dict, description="Environment inside every container.")
     sbatch: list[str] = Field(
-        default_factory=list, description="Extra sbatch options, e.g. --exclusive, written as directives."
+        default_factory=list,
+        description="Extra sbatch options, one per entry (--name, --name=value or -x), e.g. --exclusive.",
     )
     wrappers: list[WrapperName] = Field(
         default_factory=list, description="Task wrappers from plugins (profilers …) every job gets, outermost first."
@@ -172,15 +173,7 @@ class Settings(StrictModel):
     def _sbatch(cls, value: list[str]) -> list[str]:
         from hpcjobs.sbatch_options import managed_sbatch_problem
 
-        def check(opt: str) -> str | None:
-            problem = managed_sbatch_problem(opt, "use the setting instead")
-            if problem is not None:
-                return problem
-            if '"' in opt:
-                return f"{opt!r} may not contain a double quote"
-            return _option_problem(opt)
-
-        _check_each(enumerate(value), check)
+        _check_each(enumerate(value), managed_sbatch_problem)
         return value
 
 
@@ -200,6 +193,14 @@ class ImageCacheSettings(StrictModel):
         default_factory=list, description="Read-only caches pre-staged by admins, looked up first."
     )
     shared: bool = Field(False, description="cache_dir is shared by a group: entries are group-readable.")
+    cache_owner: str | None = Field(
+        None,
+        description="User (name or uid) who must own a shared cache's directories. Default: cache_dir's owner.",
+    )
+    verify: Literal["publish", "always"] = Field(
+        "publish",
+        description="Check a SIF's content when it is published, or also its sha256 on every cache hit.",
+    )
     convert_on: Literal["submit", "slurm"] = Field(
         "submit", description="Convert on the submitting host, or as a Slurm job the workload depends on."
     )
@@ -221,7 +222,8 @@ class Policy(StrictModel):
     always write an sbatch script by hand. Enforce hard limits in Slurm and apptainer.conf."""
 
     deny_bind_sources: list[str] = Field(
-        default_factory=list, description="Host paths (and everything below them) users may not bind."
+        default_factory=list,
+        description="Host paths users may not bind: each, everything below it and every directory above it.",
     )
     locked: list[str] = Field(
         default_factory=list,
@@ -250,17 +252,23 @@ class Policy(StrictModel):
         return value
 
     def denied_bind_source(self, src: str) -> str | None:
-        """The ``deny_bind_sources`` entry that covers host path ``src``, or None.
+        """The ``deny_bind_sources`` entry that ``src`` would expose, or None: the entry itself,
+        anything below it, and anything above it (binding ``/etc`` shows ``/etc/munge`` too).
 
         Pure: ``src`` is normalised lexically (``//etc/./munge/..`` is ``/etc``); a caller that may
         touch the file system should pass ``os.path.realpath(src)`` too, to see through symlinks.
         """
         path = _norm(src)
         for denied in self.deny_bind_sources:
-            d = _norm(denied)
-            if d == "/" or path == d or path.startswith(d + "/"):
+            if is_within(path, denied) or is_within(denied, path):
                 return denied
         return None
+
+
+def is_within(path: str, top: str) -> bool:
+    """Whether ``path`` is ``top`` or below it, both normalised lexically first."""
+    p, t = _norm(path), _norm(top)
+    return t == "/" or p == t or p.startswith(t + "/")
 
 
 def _norm(path: str) -> str:
@@ -299,7 +307,7 @@ class SiteConfig(StrictModel):
         names = sorted(self.partitions)
         have = f"(have: {', '.join(names)})"
         for name in names:
-            if not SLURM_NAME.match(name):
+            if not SLURM_NAME.fullmatch(name):
                 problems.append((("partitions", name), "a partition name may only contain letters, digits "
                                  "and . _ + -", name))
         for loc, value in (

@@ -19,6 +19,7 @@ from hpcjobs.images.options import CacheOptions
 from hpcjobs.images.refs import ImageRef, parse_ref, stat_sif
 from hpcjobs.images.registry import InsecureRegistries
 from hpcjobs.images.store import CacheEntry, GcReport, ImageStore, rmtree_quiet
+from hpcjobs.images.trust import resolve_owner
 from hpcjobs.log import get_logger
 from hpcjobs.runner import Runner, default_runner
 
@@ -38,6 +39,8 @@ class ImageCache:
             shared=opts.shared,
             heartbeat_s=opts.heartbeat_s,
             stale_after_s=opts.stale_after_s,
+            owner=resolve_owner(opts.cache_owner),
+            verify_hits=opts.verify_hits,
         )
         self.resolver = Resolver(
             self.runner,

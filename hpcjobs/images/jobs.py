@@ -26,6 +26,7 @@ from hpcjobs.images.cache import ImageCache, log
 from hpcjobs.images.digest import Resolved
 from hpcjobs.images.options import CacheOptions
 from hpcjobs.images.refs import parse_ref
+from hpcjobs.images.trust import load_json
 from hpcjobs.plugin_api import Directive, LaunchPlan, PlanSubmitter, Words
 
 if TYPE_CHECKING:
@@ -168,9 +169,8 @@ def _record_pending(cache: ImageCache, res: Resolved, job_id: str) -> None:
 def _pending_job(cache: ImageCache, res: Resolved, submitter: PlanSubmitter) -> str | None:
     """The id of this user's queued or running conversion job for the digest, if any."""
     try:
-        with open(_pending_path(cache, res)) as f:
-            job_id = str(json.load(f)["job_id"])
-    except (OSError, ValueError, KeyError, TypeError):
+        job_id = str((load_json(_pending_path(cache, res)) or {})["job_id"])
+    except (KeyError, TypeError):
         return None
     try:
         return job_id if submitter.is_active(job_id) else None

@@ -46,6 +46,8 @@ class CacheOptions:
     in_use_grace_s: float = DEFAULT_IN_USE_GRACE_S
     extra_build_args: tuple[str, ...] = field(default_factory=tuple)
     build_tmpdir: str | None = None  # apptainer's scratch space; default: inside the cache
+    cache_owner: str | None = None  # a shared cache's designated owner (name or uid); default: its root's owner
+    verify_hits: bool = False  # sha256 of the SIF against its metadata record on every hit
 
     @classmethod
     def from_site(
@@ -73,6 +75,8 @@ class CacheOptions:
             heartbeat_s=_float(environ.get(ENV_LOCK_HEARTBEAT), DEFAULT_HEARTBEAT_S),
             stale_after_s=_float(environ.get(ENV_LOCK_STALE), DEFAULT_STALE_AFTER_S),
             build_tmpdir=expand(environ[ENV_BUILD_TMPDIR]) if environ.get(ENV_BUILD_TMPDIR) else None,
+            cache_owner=images.cache_owner if images is not None else None,
+            verify_hits=images is not None and images.verify == "always",
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "cache_dir" in clean:
@@ -88,6 +92,10 @@ class CacheOptions:
     def cli_args(self) -> list[str]:
         """Options for ``python -m hpcjobs.images pull`` that reproduce these settings elsewhere."""
         args = ["--cache-dir", self.cache_dir, "--shared" if self.shared else "--private"]
+        if self.cache_owner is not None:
+            args += ["--cache-owner", str(self.cache_owner)]
+        if self.verify_hits:
+            args += ["--verify", "always"]
         for reg in self.insecure_registries:
             args += ["--insecure-registry", reg]
         if self.mksquashfs_args:

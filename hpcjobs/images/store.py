@@ -19,7 +19,9 @@ layer (``cache_dir``) comes last and is the only one written or garbage-collecte
 Permissions: per-user caches use 0700 directories. A shared cache (``images.shared``) uses
 group-writable directories with the setgid bit (files get the directory's group) and the sticky bit
 (nobody can delete or replace another user's files), except ``locks/`` (no sticky bit, so a stale lock
-of a user whose job died can be taken over). Nothing is ever world-writable.
+of a user whose job died can be taken over), all owned by the cache's designated owner. Nothing is
+ever world-writable. What is served is checked against these promises first (trust.py): a layer or
+entry that breaks them is refused with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,22 @@ from typing import Any, Literal
 from hpcjobs.errors import ImageError
 from hpcjobs.images.digest import key_stem
 from hpcjobs.images.lock import LeaseLock, lease_is_live
+from hpcjobs.images.refs import DIGEST_RE
+from hpcjobs.images.trust import (
+    NotPlain,
+    Problem,
+    Rules,
+    UntrustedCache,
+    load_json,
+    open_nofollow,
+    q,
+    read_json_fd,
+    sha256_fd,
+    user_name,
+)
+from hpcjobs.log import get_logger
 
+log = get_logger("hpcjobs.images")
 SUBDIRS = ("sif", "meta", "refs", "uses", "leases", "digests", "locks", "tmp", "logs", "apptainer-cache")
 LOG_KEEP_S = 7 * 86400
 LayerKind = Literal["site", "cache", "in-place"]
@@ -109,13 +126,6 @@ class Layer:
     def lock(self, stem: str) -> Path:
         return self.root / "locks" / f"{stem}.lock"
 
-    def read_meta(self, stem: str) -> dict[str, Any]:
-        try:
-            data = json.loads(self.meta(stem).read_bytes())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
     def memo_path(self, top: str, platform: str) -> Path:
         return self.root / "digests" / f"{key_stem(top)}.{platform.replace('/', '-')}.json"
 
@@ -136,14 +146,21 @@ class ImageStore:
         shared: bool = False,
         heartbeat_s: float = 5.0,
         stale_after_s: float = 60.0,
+        owner: int | None = None,
+        verify_hits: bool = False,
     ) -> None:
         self.layer = Layer(cache_dir, "cache")
         self.site_layers = [Layer(p, "site") for p in site_caches if os.path.abspath(p) != os.path.abspath(cache_dir)]
         self.shared = shared
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = stale_after_s
+        self.owner = owner
+        self.verify_hits = verify_hits
         self.uid = os.getuid()
         self._ready = False
+        self._rules: dict[Path, Rules] = {}
+        self._dirs_ok: set[Path] = set()
+        self._verified: tuple[int, ...] | None = None
 
     # -- permissions ------------------------------------------------------------------------
     @property
@@ -163,33 +180,147 @@ class ImageStore:
             return 0o2770
         return 0o3770
 
+    def check_command(self, fix: bool = True) -> str:
+        shared = " --shared" if self.shared else ""
+        return f"hpcjobs images --cache-dir {q(self.layer.root)} check{shared}{' --fix' if fix else ''}"
+
+    def rules(self, layer: Layer) -> Rules | None:
+        """``layer``'s rules once its root passed them (checked once per process); None: no such layer."""
+        known = self._rules.get(layer.root)
+        if known is not None:
+            return known
+        try:
+            st = os.stat(layer.root)  # the configured path itself may be an admin's symlink
+        except OSError:
+            return None
+        rules = self.rules_for(layer, st)
+        problem = rules.root_problem(st)
+        if problem is not None:
+            raise UntrustedCache(problem, None if layer.kind == "site" else self.check_command())
+        self._rules[layer.root] = rules
+        return rules
+
+    def rules_for(self, layer: Layer, st: os.stat_result) -> Rules:
+        if layer.kind == "site":
+            trusted = frozenset({0, self.uid, *([self.owner] if self.owner is not None else [])})
+            return Rules("site", layer.root, st.st_uid, st.st_gid, self.uid, 0o444, trusted)
+        if self.shared:
+            owner = self.owner if self.owner is not None else st.st_uid
+            return Rules("shared", layer.root, owner, st.st_gid, self.uid, self.file_mode)
+        return Rules("private", layer.root, self.uid, st.st_gid, self.uid, self.file_mode)
+
+    def dir_ok(self, layer: Layer, rules: Rules, name: str) -> bool:
+        """Whether ``layer``'s subdirectory ``name`` exists (and keeps its promise: else refused)."""
+        path = layer.root / name
+        if path in self._dirs_ok:
+            return True
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False  # looked at again next time: whoever creates it must pass then
+        except OSError as exc:
+            raise ImageError(f"image cache {path}: {exc.strerror}") from exc
+        problem = rules.dir_problem(path, st, name)
+        if problem is not None:
+            raise UntrustedCache(problem, None if layer.kind == "site" else self.check_command())
+        self._dirs_ok.add(path)
+        return True
+
     def ensure(self) -> None:
-        """Create the writable layer with its permissions (once per process)."""
+        """Create the writable layer with its permissions (once per process), or refuse it."""
         if self._ready:
             return
-        self._ensure_dir(self.layer.root, None)
+        root = self.layer.root
+        if not root.exists():
+            self._create_root()
+        with contextlib.suppress(OSError):
+            st = os.stat(root)
+            expected = self.rules_for(self.layer, st)
+            if expected.root_problem(st) is not None and st.st_uid == self.uid == expected.owner:
+                os.chmod(root, 0o3770 if self.shared else 0o700)  # our own root with a stray mode
+        rules = self.rules(self.layer)
+        if rules is None:
+            raise ImageError(f"image cache {root}: cannot create it")
         for name in SUBDIRS:
-            self._ensure_dir(self.layer.root / name, name)
-        self._ensure_dir(self.layer.root / "apptainer-cache" / str(self.uid), "private")
+            self._ensure_subdir(rules, name)
+        mine = self.apptainer_cache()
+        try:
+            os.mkdir(mine, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise ImageError(f"image cache {mine}: cannot create: {exc.strerror}") from exc
+        problem = rules.user_dir_problem(mine, os.lstat(mine))
+        if problem is not None:
+            raise UntrustedCache(problem)
         self._ready = True
 
-    def _ensure_dir(self, path: Path, name: str | None) -> None:
-        want = 0o700 if name == "private" else self.dir_mode(name)
+    def _create_root(self) -> None:
+        root = self.layer.root
+        if self.shared and self.owner is not None and self.uid not in (0, self.owner):
+            raise UntrustedCache(
+                Problem(
+                    str(root),
+                    f"does not exist, and only its owner {user_name(self.owner)} may create a shared cache",
+                    f"install -d -o {user_name(self.owner)} -g GROUP -m 3770 {q(root)} && {self.check_command()}"
+                    "  (as root)",
+                )
+            )
         try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            st = os.stat(path)
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            st = os.lstat(root)
+            if st.st_uid == self.uid:
+                if self.shared and self.owner is not None and self.owner != self.uid:
+                    os.chown(root, self.owner, -1)
+                os.chmod(root, 0o3770 if self.shared else 0o700)
         except OSError as exc:
-            raise ImageError(f"image cache {path}: cannot create: {exc.strerror}") from exc
-        if not stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"image cache {path}: not a directory")
-        if st.st_uid == self.uid:
-            if stat.S_IMODE(st.st_mode) != want:
-                try:
+            raise ImageError(f"image cache {root}: cannot create: {exc.strerror}") from exc
+
+    def _ensure_subdir(self, rules: Rules, name: str) -> None:
+        path = rules.root / name
+        want = rules.dir_mode(name)
+        may_create = self.uid in (0, rules.owner)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if not may_create:
+                raise UntrustedCache(
+                    Problem(
+                        str(path),
+                        f"missing, and only the cache's owner {user_name(rules.owner)} (or root) may create it "
+                        "(its creator could delete anyone's entries)",
+                        f"{self.check_command()}  (as {user_name(rules.owner)} or root)",
+                    )
+                ) from None
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path, 0o700)
+                st = os.lstat(path)
+                if st.st_uid == self.uid and stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
+                    if rules.kind == "shared" and (self.uid != rules.owner or st.st_gid != rules.gid):
+                        os.chown(path, rules.owner, rules.gid)  # root setting it up for the owner
                     os.chmod(path, want)
-                except OSError as exc:
-                    raise ImageError(f"image cache {path}: cannot set mode {want:o}: {exc.strerror}") from exc
-        elif st.st_mode & stat.S_IWOTH:
-            raise ImageError(f"image cache {path} is world-writable and not ours: refusing to use it")
+                    st = os.lstat(path)
+            except OSError as exc:
+                raise ImageError(f"image cache {path}: cannot create: {exc.strerror}") from exc
+        except OSError as exc:
+            raise ImageError(f"image cache {path}: {exc.strerror}") from exc
+        problem = rules.dir_problem(path, st, name)
+        if (
+            problem is not None
+            and st.st_uid == self.uid == rules.owner
+            and stat.S_ISDIR(st.st_mode)
+            and not stat.S_ISLNK(st.st_mode)
+            and (rules.kind == "private" or st.st_gid == rules.gid)
+        ):
+            try:  # our own directory with a stray mode (a umask, an old version): put it right
+                os.chmod(path, want)
+            except OSError as exc:
+                raise ImageError(f"image cache {path}: cannot set mode {want:o}: {exc.strerror}") from exc
+            problem = rules.dir_problem(path, os.lstat(path), name)
+        if problem is not None:
+            raise UntrustedCache(problem, self.check_command())
+        self._dirs_ok.add(path)
 
     # -- lookup -----------------------------------------------------------------------------
     def find(self, key: str, *, touch: bool = True) -> CacheEntry | None:
@@ -205,20 +336,57 @@ class ImageStore:
         # record the use, then look again: gc re-checks uses after renaming an entry away, so either
         # gc sees this use and puts the entry back, or we see it gone and convert again
         self.touch(key)
-        entry = self._entry(self.layer, stem, key, "hit")
+        entry = self._entry(self.layer, stem, key, "hit", same_as_verified=True)
         return None if entry is None else replace(entry, last_used=self.last_used(stem))
 
-    def _entry(self, layer: Layer, stem: str, key: str, origin: Origin) -> CacheEntry | None:
+    def _entry(
+        self,
+        layer: Layer,
+        stem: str,
+        key: str,
+        origin: Origin,
+        *,
+        strict: bool = True,
+        same_as_verified: bool = False,
+    ) -> CacheEntry | None:
+        """The entry, if its SIF and metadata record keep the layer's promise (else refused:
+        an UntrustedCache error, or None when not ``strict``)."""
+        rules = self.rules(layer)
+        if rules is None or not self.dir_ok(layer, rules, "sif"):
+            return None
+        path = layer.sif(stem)
         try:
-            st = os.stat(layer.sif(stem))
-        except OSError:
+            with open_nofollow(path) as opened:
+                if opened is None:
+                    return None
+                fd, st = opened
+                meta, why = self._checked_meta(layer, rules, stem, key, st)
+                identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if why is None and self.verify_hits and not (same_as_verified and identity == self._verified):
+                    want = meta.get("sha256")
+                    self._verified = None
+                    if not isinstance(want, str):
+                        why = "its metadata record has no sha256 (an older hpcjobs published it): cannot verify"
+                    elif sha256_fd(fd) != want:
+                        why = f"its content does not match the sha256 in its metadata record ({want})"
+                    else:
+                        self._verified = identity  # the re-look right after (find) needn't hash it again
+        except NotPlain as exc:
+            why, meta = exc.what, {}
+        if why is not None:
+            problem = Problem(
+                str(path),
+                f"not served: {why}",
+                f"rm -f {q(path)} {q(layer.meta(stem))}  (as its owner or root)"
+                + ("" if layer.kind == "site" else f", or: {self.check_command()}"),
+            )
+            if strict:
+                raise UntrustedCache(problem)
+            log.warning("image.untrusted", path=str(path), reason=why)
             return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        meta = layer.read_meta(stem)
         return CacheEntry(
             digest=key,
-            path=str(layer.sif(stem)),
+            path=str(path),
             size=st.st_size,
             created=float(meta.get("created", st.st_mtime)),
             refs=tuple(meta.get("refs", [])),
@@ -228,11 +396,44 @@ class ImageStore:
             source=meta.get("source"),
         )
 
+    def _checked_meta(
+        self, layer: Layer, rules: Rules, stem: str, key: str, sif: os.stat_result
+    ) -> tuple[dict[str, Any], str | None]:
+        """The entry's metadata record, and why the pair (SIF, record) breaks the promise, if it does."""
+        if not stat.S_ISREG(sif.st_mode):
+            return {}, "not a regular file"
+        path = layer.meta(stem)
+        if not self.dir_ok(layer, rules, "meta"):
+            return {}, "no metadata record"
+        try:
+            with open_nofollow(path) as opened:
+                if opened is None:
+                    return {}, "no metadata record"
+                fd, st = opened
+                why = rules.file_problem(str(path), st)
+                meta = read_json_fd(fd) if why is None else None
+        except NotPlain as exc:
+            return {}, f"its metadata record is {exc.what}"
+        if why is not None:
+            return {}, f"its metadata record is {why}"
+        if meta is None:
+            return {}, "its metadata record is not a JSON object"
+        if meta.get("digest") != key or meta.get("size") != sif.st_size:
+            return meta, "its metadata record does not match it (digest or size)"
+        publisher = None
+        if rules.kind != "site":
+            publisher = st.st_uid
+            if meta.get("creator_uid") != st.st_uid:
+                named = meta.get("creator_uid")
+                return meta, f"its metadata record names uid {named} but is owned by {user_name(st.st_uid)}"
+        why = rules.file_problem(str(layer.sif(stem)), sif, publisher=publisher)
+        return meta, why
+
     def touch(self, key: str) -> None:
         """Record a use of ``key`` by this user (the entry's LRU time for gc)."""
         path = self.layer.root / "uses" / f"{key_stem(key)}.{self.uid}"
         try:
-            os.utime(path)
+            os.utime(path, follow_symlinks=False)
             return
         except FileNotFoundError:
             pass
@@ -240,9 +441,10 @@ class ImageStore:
             return
         try:
             self.ensure()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, self.private_mode)
+            # O_NOFOLLOW: a link planted under our name must not make us create its target
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, self.private_mode)
             os.close(fd)
-            os.utime(path)
+            os.utime(path, follow_symlinks=False)
         except (OSError, ImageError):
             return  # a read-only cache still serves; it just cannot record uses
 
@@ -260,12 +462,9 @@ class ImageStore:
 
     def record_ref(self, ref: str, key: str, manifest: str | None) -> None:
         path = self._ref_path(ref)
-        try:
-            old = json.loads(path.read_bytes())
-            if old.get("digest") == key and old.get("manifest") == manifest:
-                return
-        except (OSError, ValueError, AttributeError):
-            pass
+        old = load_json(path)
+        if old is not None and old.get("digest") == key and old.get("manifest") == manifest:
+            return
         with contextlib.suppress(OSError, ImageError):
             self.ensure()
             self._write_json(
@@ -280,7 +479,7 @@ class ImageStore:
         for layer in [*self.site_layers, self.layer]:
             for name in sorted(_names(layer.root / "refs", "*.json")):
                 try:
-                    rec = json.loads((layer.root / "refs" / name).read_bytes())
+                    rec = load_json(layer.root / "refs" / name) or {}
                     ref, digest = str(rec["ref"]), str(rec["digest"])
                 except (OSError, ValueError, KeyError, TypeError):
                     continue
@@ -289,13 +488,46 @@ class ImageStore:
         return out
 
     def memo_get(self, top: str, platform: str) -> tuple[str, str] | None:
+        """The memo for (top, platform): served only under the same rules as an entry."""
         for layer in [*self.site_layers, self.layer]:
-            try:
-                rec = json.loads(layer.memo_path(top, platform).read_bytes())
-                return str(rec["manifest"]), str(rec["config"])
-            except (OSError, ValueError, KeyError, TypeError):
+            rules = self.rules(layer)
+            if rules is None or not self.dir_ok(layer, rules, "digests"):
                 continue
+            hit = self.memo_at(layer, rules, layer.memo_path(top, platform), top, platform)
+            if hit is not None:
+                return hit
         return None
+
+    def memo_at(self, layer: Layer, rules: Rules, path: Path, top: str, platform: str) -> tuple[str, str] | None:
+        """The memo at ``path`` (None: there is none), or UntrustedCache when it breaks the rules."""
+        rec: dict[str, Any] | None = None
+        try:
+            with open_nofollow(path) as opened:
+                if opened is None:
+                    return None
+                fd, st = opened
+                why = rules.file_problem(str(path), st)
+                if why is None:
+                    rec = read_json_fd(fd)
+        except NotPlain as exc:
+            why = exc.what
+        if why is None and (
+            rec is None
+            or rec.get("digest") != top
+            or rec.get("platform") != platform
+            or not all(isinstance(rec.get(k), str) and DIGEST_RE.match(rec[k]) for k in ("manifest", "config"))
+        ):
+            why = "a record that does not match its name"
+        if why is not None or rec is None:
+            raise UntrustedCache(
+                Problem(
+                    str(path),
+                    f"digest memo not trusted: {why}",
+                    f"rm -f {q(path)}  (as its owner or root)"
+                    + ("" if layer.kind == "site" else f", or: {self.check_command()}"),
+                )
+            )
+        return str(rec["manifest"]), str(rec["config"])
 
     def memo_put(self, top: str, platform: str, manifest: str, config: str) -> None:
         with contextlib.suppress(OSError, ImageError):
@@ -349,23 +581,24 @@ class ImageStore:
         """
         stem = key_stem(key)
         final = self.layer.sif(stem)
-        fd = os.open(tmp, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fsync(fd)
             os.fchmod(fd, self.file_mode)
             size = os.fstat(fd).st_size
+            sha256 = sha256_fd(fd)  # for images.verify: always (checked on every hit)
         finally:
             os.close(fd)
         record = {
+            **meta,
             "digest": key,
             "size": size,
+            "sha256": sha256,
             "created": time.time(),
             "creator_uid": self.uid,
             "creator_host": socket.gethostname(),
-            **meta,
         }
-        with contextlib.suppress(OSError):
-            self._write_json(self.layer.meta(stem), record, self.file_mode, replace=False)
+        self._write_meta(stem, record)
         try:
             os.link(tmp, final)
         except FileExistsError:
@@ -383,6 +616,36 @@ class ImageStore:
             raise ImageError(f"published {final} but cannot see it")
         return entry
 
+    def _write_meta(self, stem: str, record: dict[str, Any]) -> None:
+        """The record goes first, so a published SIF always has one. A record left by a publisher
+        that died before its link is replaced when it is ours; another user's blocks publishing
+        (the sticky bit keeps us from removing it), with the fix in the message."""
+        path = self.layer.meta(stem)
+        if self.layer.sif(stem).exists():
+            return  # someone published meanwhile: their record stays with their SIF
+        try:
+            st: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise ImageError(f"image cache {path}: {exc.strerror}") from exc
+        if st is not None and st.st_uid != self.uid:
+            for _ in range(20):  # a publisher just between its record and its link
+                if self.layer.sif(stem).exists():
+                    return
+                time.sleep(0.1)
+            raise UntrustedCache(
+                Problem(
+                    str(path),
+                    f"a metadata record of {user_name(st.st_uid)} without its SIF blocks publishing",
+                    f"rm -f {q(path)}  (as {user_name(st.st_uid)} or root), or: {self.check_command()}",
+                )
+            )
+        try:
+            self._write_json(path, record, self.file_mode, replace=st is not None)
+        except OSError as exc:
+            raise ImageError(f"cannot write {path}: {exc.strerror}") from exc
+
     # -- leases -----------------------------------------------------------------------------
     def add_lease(self, key: str, seconds: float, note: str = "") -> Path:
         """Keep ``key`` for at least ``seconds`` (one record per user and entry, extended, never shortened)."""
@@ -390,7 +653,7 @@ class ImageStore:
         path = self.layer.root / "leases" / f"{key_stem(key)}.{self.uid}.json"
         until = time.time() + seconds
         try:
-            until = max(until, float(json.loads(path.read_bytes())["until"]))
+            until = max(until, float((load_json(path) or {})["until"]))
         except (OSError, ValueError, KeyError, TypeError):
             pass
         self._write_json(path, {"digest": key, "until": until, "note": note}, self.private_mode, replace=True)
@@ -400,7 +663,7 @@ class ImageStore:
         latest: float | None = None
         for p in self._glob("leases", f"{stem}.*.json"):
             try:
-                until = float(json.loads(Path(p).read_bytes())["until"])
+                until = float((load_json(p) or {})["until"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             latest = until if latest is None else max(latest, until)
@@ -414,7 +677,11 @@ class ImageStore:
         for layer in chosen:
             for stem in layer.stems():
                 key = stem.replace("-", ":", 1)
-                e = self._entry(layer, stem, key, "listed")
+                try:
+                    e = self._entry(layer, stem, key, "listed", strict=False)
+                except UntrustedCache as exc:  # a layer refused as a whole: say so, list the others
+                    log.warning("image.untrusted", path=str(layer.root), reason=str(exc))
+                    break
                 if e is None:
                     continue
                 all_refs = tuple(dict.fromkeys([*e.refs, *refs.get(key, [])]))
@@ -543,7 +810,7 @@ class ImageStore:
                     os.unlink(p)
             for p in self._glob("refs", "*.json"):
                 with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                    if json.loads(Path(p).read_bytes())["digest"] == e.digest:
+                    if (load_json(p) or {}).get("digest") == e.digest:
                         os.unlink(p)
             return None
         finally:
@@ -564,7 +831,7 @@ class ImageStore:
                 n += rmtree_quiet(p)
         for p in self._glob("leases", "*.json"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                if float(json.loads(Path(p).read_bytes())["until"]) < now:
+                if float((load_json(p) or {})["until"]) < now:
                     os.unlink(p)
         for p in self._glob("logs", "*"):
             if _age(p, now) > LOG_KEEP_S:
@@ -633,8 +900,10 @@ def rmtree_quiet(path: str) -> int:
             # apptainer leaves read-only dirs in its temp trees: make them writable first
             for root, dirs, _files in os.walk(path):
                 for d in dirs:
-                    with contextlib.suppress(OSError):
-                        os.chmod(os.path.join(root, d), 0o700)
+                    sub = os.path.join(root, d)
+                    if not os.path.islink(sub):  # chmod follows links: never let one point it elsewhere
+                        with contextlib.suppress(OSError):
+                            os.chmod(sub, 0o700)
             shutil.rmtree(path)
         else:
             os.unlink(path)

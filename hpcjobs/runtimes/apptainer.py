@@ -32,14 +32,22 @@ FORWARD_PATTERNS = (
     "CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL",
 )  # fmt: skip
 
-# Variables through which a login environment would add binds the site's deny list never saw.
-RUNTIME_BIND_ENV = ("APPTAINER_BIND", "APPTAINER_BINDPATH", "SINGULARITY_BIND", "SINGULARITY_BINDPATH")
+# Variables through which a login environment would mount or redirect host paths that the site's
+# deny list never saw: apptainer 1.4.5's action flags that take a host path (--bind, --mount,
+# --home, --overlay, --scratch, --workdir, --fusemount, --containlibs; EnvKeys in
+# cmd/internal/cli/action_flags.go) and the global --config, in both spellings apptainer reads.
+RUNTIME_PATH_ENV_KEYS = ("BIND", "BINDPATH", "MOUNT", "HOME", "OVERLAY", "OVERLAYIMAGE", "SCRATCH",
+                         "SCRATCHDIR", "WORKDIR", "FUSESPEC", "CONTAINLIBS", "CONFIG_FILE")  # fmt: skip
+RUNTIME_BIND_ENV = tuple(f"{p}_{k}" for p in ("APPTAINER", "SINGULARITY") for k in RUNTIME_PATH_ENV_KEYS)
 
 # Verified on apptainer 1.4.5: its env injection turns CRLF into LF and fails on U+0080/U+0081.
 UNCARRIABLE_ENV = {"\r\n": "CR LF", "\x80": "U+0080", "\x81": "U+0081"}
 
-_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "fusemount"})
-_MOUNT_SHORT = frozenset("BHoW")
+# the same flags (and the global --config: an unprivileged installation reads the user's
+# apptainer.conf, bind paths included)
+_MOUNT_FLAGS = frozenset({"bind", "mount", "home", "overlay", "workdir", "scratch", "fusemount", "containlibs",
+                          "config"})  # fmt: skip
+_MOUNT_SHORT = frozenset("BHoWS")
 
 
 def container_env_value(value: str) -> str:
@@ -59,8 +67,9 @@ def container_env_value(value: str) -> str:
 
 def mounts_host_path(flag: str) -> bool:
     """Whether an Apptainer flag makes a host path appear in the container (``--bind``, ``--mount``,
-    ``--home``, ``--overlay``, ``--workdir``, ``--fusemount`` and their short forms, also combined,
-    as in ``-cB /etc``); such flags would get around ``deny_bind_sources``."""
+    ``--home``, ``--overlay``, ``--workdir``, ``--scratch``, ``--fusemount``, ``--containlibs``,
+    ``--config`` and the short forms, also combined, as in ``-cB /etc``); such flags would get
+    around ``deny_bind_sources``."""
     if flag.startswith("--"):
         return flag[2:].split("=", 1)[0] in _MOUNT_FLAGS
     if flag.startswith("-"):
@@ -132,7 +141,7 @@ class ApptainerRuntime:
         if job.cleanenv:
             out.append(w(["--cleanenv"], f"cleanenv: {job.source('cleanenv')}"))
         for b in job.binds:
-            out.append(w(["--bind", b.spec()], f"bind: {job.source('bind:' + b.dst)}"))
+            out.append(w(b.runtime_args(), f"bind: {job.source('bind:' + b.dst)}"))
         if job.workdir:
             out.append(w(["--pwd", job.workdir], f"workdir: {job.source('workdir')}"))
         for i, flag in enumerate(job.runtime_flags):

@@ -18,7 +18,8 @@ from hpcjobs.errors import JobNotFound, SchedulerError, WaitTimeout
 from hpcjobs.schedulers.states import JobState
 
 NOT_FOUND_REASON = "unknown to Slurm (not in the queue, nor in job history)"
-_JOB_ID = re.compile(r"^(\d+)(?:_(\d+))?$")
+_JOB_ID = re.compile(r"(\d+)(?:_(\d+))?\Z")
+MAX_JOB_ID = 0xFFFFFFFD  # below NO_VAL (0xfffffffe) and INFINITE (0xffffffff)
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,12 @@ def check_job_ids(job_ids: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     for raw in job_ids:
         jid = str(raw).strip()
-        if not _JOB_ID.match(jid):
+        m = _JOB_ID.fullmatch(jid)
+        if not m:
             raise SchedulerError(f"not a Slurm job id: {raw!r} (expected 123 or 123_4)")
+        if not 0 < int(m.group(1)) <= MAX_JOB_ID or (m.group(2) is not None and int(m.group(2)) > MAX_JOB_ID):
+            # Slurm's ids are 32-bit; squeue and sacct answer differently for one that overflows
+            raise SchedulerError(f"not a Slurm job id: {raw!r} (out of range 1..{MAX_JOB_ID})")
         if jid not in seen:
             seen.add(jid)
             out.append(jid)

@@ -25,10 +25,12 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
+from hpcjobs.directives import option_vars, sbatch_env
 from hpcjobs.errors import ControllerUnreachable, RunnerError, SchedulerError
+from hpcjobs.log import get_logger
 from hpcjobs.runner import Completed, Runner, default_runner
 from hpcjobs.schedulers.base import (
     JobRecord,
@@ -44,6 +46,7 @@ from hpcjobs.schedulers.base import (
 )
 
 History = Literal["auto", "sacct", "jobcomp", "none"]
+log = get_logger("slurm")
 
 SEP = "\x1f"  # ASCII unit separator: squeue -O suffix and sacct --delimiter; never in Slurm values
 TOKEN_PREFIX = "hpcjobs:"  # noqa: S105  (a submission tag, not a secret)
@@ -291,9 +294,16 @@ class SlurmCli(PollingWait):
     # ------------------------------------------------------------------------------- running
 
     def _run(
-        self, argv: Sequence[str], *, input_text: str | None = None, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        input_text: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str | None] | None = None,
     ) -> Completed:
         try:
+            if env is not None:
+                return self.runner(argv, input_text=input_text, cwd=cwd, env=env, timeout_s=self.command_timeout_s)
             return self.runner(argv, input_text=input_text, cwd=cwd, timeout_s=self.command_timeout_s)
         except RunnerError as exc:
             if "not found on PATH" in str(exc):
@@ -337,8 +347,19 @@ class SlurmCli(PollingWait):
         """``sbatch --parsable`` with the script on stdin; the job runs in ``cwd`` (default: ours).
 
         The submission token goes in ``--comment``, which overrides a ``#SBATCH --comment`` line.
+        sbatch runs without Slurm's input variables (``SBATCH_PARTITION``, ``SLURM_MPI_TYPE`` …,
+        see :func:`hpcjobs.directives.slurm_input_vars`): they would override the script's
+        directives, and srun inside the job would read the ones the job inherits.
         """
         workdir = default_cwd(cwd)
+        env = sbatch_env(os.environ)
+        if env:
+            names = list(env)
+            chosen = option_vars(names)
+            if chosen:  # the user meant these to choose job options: say so where they will see it
+                log.warning("sbatch.input_env_cleared", variables=chosen,
+                            why="hpcjobs writes every option into the script; set them in the job or site config")
+            log.info("sbatch.env_cleared", variables=names)
         if not os.path.isdir(workdir):
             raise SchedulerError(f"working directory for the job does not exist: {workdir}")
         token = f"{TOKEN_PREFIX}{uuid.uuid4().hex}"
@@ -357,7 +378,7 @@ class SlurmCli(PollingWait):
                     message = check_msg
                     continue
                 maybe_sent = False
-            result = self._run(argv, input_text=script, cwd=workdir)
+            result = self._run(argv, input_text=script, cwd=workdir, env=env or None)
             if result.ok:
                 return parse_sbatch_output(result.stdout)
             message = one_line(result)

@@ -47,5 +47,5 @@ def site_schema(*, with_plugins: bool = True) -> dict[str, Any]:
         env = defs.get(name, {}).get("properties", {}).get("env")
         if env is not None and "additionalProperties" in env:
             env["additionalProperties"] = {"type": ["string", "number", "boolean"]}
-            env["propertyNames"] = {"pattern": ENV_NAME.pattern}
+            env["propertyNames"] = {"pattern": "^" + ENV_NAME.pattern.removesuffix("\\Z") + "$"}  # ECMA: $ is the end
     return copy.deepcopy(schema)

@@ -60,10 +60,13 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
     shutil.copy2(ROOT / "site-configs" / "dev-cluster.yaml", config / "site.yaml")
     subprocess.run(["chown", "-R", f"{user}:", str(Path(home) / ".config")], check=True)
 
-    def run(*args: str, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, cwd: Path, pythonpath: str = "", env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        # env: more variables for the user's login environment (SBATCH_PARTITION, APPTAINER_BIND …)
         path = ":".join(p for p in (pythonpath, extra_path) if p)
-        env = {**base_env, **({"PYTHONPATH": path} if path else {})}
-        if "HPCJOBS_SCHEDULER" in os.environ:  # the backend fixture's choice
+        env = {**base_env, **(env or {}), **({"PYTHONPATH": path} if path else {})}
+        if "HPCJOBS_SCHEDULER" in os.environ and "HPCJOBS_SCHEDULER" not in env:  # the backend fixture's
             env["HPCJOBS_SCHEDULER"] = os.environ["HPCJOBS_SCHEDULER"]
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
                 python, "-m", "hpcjobs", *args]

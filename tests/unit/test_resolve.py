@@ -156,8 +156,10 @@ def test_hostile_partition_account_refused(bad: str) -> None:
 
 def test_hostile_job_name_quoted_in_directive() -> None:
     assert '#SBATCH --job-name="my job #1"' in render(r(name="my job #1"))
-    with pytest.raises(ConfigError):
-        r(name='a"b')
+    # a double quote and a trailing backslash are carried with sbatch's escapes (issue 8, item 4)
+    assert '#SBATCH --job-name="a\\"b \\\\"' in render(r(name='a"b \\'))
+    with pytest.raises(ConfigError, match="control character"):
+        r(name="a\rb")
 
 
 def test_unknown_override_lists_fields() -> None:
@@ -199,7 +201,9 @@ def test_parse_bind_errors_are_plain(text: str, message: str) -> None:
 
 def test_bind_env_cleared_when_site_denies_bind_sources() -> None:
     script = render(r())
-    assert "unset APPTAINER_BIND APPTAINER_BINDPATH SINGULARITY_BIND SINGULARITY_BINDPATH\n" in script
+    unset = next(line.split()[1:] for line in script.splitlines() if line.startswith("unset "))
+    for key in ("BIND", "BINDPATH", "MOUNT", "HOME", "OVERLAY", "WORKDIR", "FUSESPEC", "CONTAINLIBS", "CONFIG_FILE"):
+        assert f"APPTAINER_{key}" in unset and f"SINGULARITY_{key}" in unset
     no_policy = load_site_text("name: n\ndefault_partition: cpu\npartitions: {cpu: {}}\n")
     assert "unset" not in render(resolve(JobSpec(image="/i/x.sif"), no_policy))
 

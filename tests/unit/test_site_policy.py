@@ -59,9 +59,16 @@ def test_denied_bind_sources_are_refused(src: str, denied: str) -> None:
     )
 
 
-@pytest.mark.parametrize("src", ["/etc/munged", "/etc", "/var/lib/slurm-backup", "/tmp", "/etc/sshd"])
+@pytest.mark.parametrize("src", ["/etc/munged", "/var/lib/slurm-backup", "/tmp", "/etc/sshd", "/etc/./munged"])
 def test_neighbours_of_denied_paths_are_allowed(src: str) -> None:
     assert resolve(job(binds=[{"src": src, "dst": "/m"}]), DENY).binds[-1].src == src
+
+
+@pytest.mark.parametrize("src", ["/etc", "/", "//", "/etc/", "/etc/ssl/..", "/var/lib/../lib/./"])
+def test_ancestors_of_denied_paths_are_refused(src: str) -> None:
+    # binding /etc shows /etc/munge too (issue 8, item 8)
+    with pytest.raises(PolicyViolation, match=r"policy\.deny_bind_sources"):
+        resolve(job(binds=[{"src": src, "dst": "/m"}]), DENY)
 
 
 def test_denying_etc_covers_the_munge_key_dir() -> None:

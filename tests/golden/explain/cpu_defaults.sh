@@ -5,6 +5,8 @@
 # image: /images/tool.sif
 # --explain: '<- SOURCE' after a line says where its value came from;
 # precedence: CLI (--set) > job spec > partition > site defaults > built-in default.
+# sbatch is run without Slurm's input variables (SBATCH_*, SRUN_*, SLURM_* but SLURM_CONF):
+# the #SBATCH lines below are all it reads, and the job does not inherit them.
 #SBATCH --job-name=tool  # <- derived from image
 #SBATCH --partition=cpu  # <- site default_partition
 #SBATCH --nodes=1  # <- built-in default

@@ -5,6 +5,8 @@
 # image: /images/cuda.sif
 # --explain: '<- SOURCE' after a line says where its value came from;
 # precedence: CLI (--set) > job spec > partition > site defaults > built-in default.
+# sbatch is run without Slurm's input variables (SBATCH_*, SRUN_*, SLURM_* but SLURM_CONF):
+# the #SBATCH lines below are all it reads, and the job does not inherit them.
 #SBATCH --job-name=cuda  # <- derived from image
 #SBATCH --partition=gpu  # <- site gpu_partition (GPU job)
 #SBATCH --nodes=1  # <- built-in default
