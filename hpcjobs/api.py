@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 
 def load_site_arg(site: SiteConfig | str | os.PathLike[str] | None) -> SiteConfig:
-    from hpcjobs.config.loader import load_site
     from hpcjobs.config.site import SiteConfig
+    from hpcjobs.config.sources import load_site
 
     if isinstance(site, SiteConfig):
         return site

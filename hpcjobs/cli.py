@@ -6,7 +6,6 @@ Sub-command modules are imported only when used, so ``hpcjobs --help`` stays fas
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -48,7 +47,8 @@ def _site_option(f: F) -> F:
         "site_path",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Site config (default: $HPCJOBS_SITE, ~/.config/hpcjobs/site.yaml, /etc/hpcjobs/site.yaml).",
+        help="Site config (default: $HPCJOBS_SITE, ~/.config/hpcjobs/site.yaml, /etc/hpcjobs/site.yaml; "
+        "with none published, one discovered from the cluster and cached in ~/.cache/hpcjobs).",
     )(f)
 
 
@@ -158,6 +158,8 @@ def submit(
     poll_s: float,
 ) -> None:
     """Submit JOB_FILE; print the job id."""
+    import json
+
     from hpcjobs.jobfile import load_job_file
 
     job = load_job_file(job_file).submit(_site_path(ctx, site_path), parse_sets(sets))
@@ -179,6 +181,8 @@ def submit(
 @click.option("--json", "as_json", is_flag=True)
 def status(job_ids: tuple[str, ...], as_json: bool) -> None:
     """Show the state of jobs (one Slurm query for all of them)."""
+    import json
+
     from hpcjobs.schedulers import get_scheduler
 
     result = get_scheduler().status(list(job_ids))
@@ -199,6 +203,8 @@ def status(job_ids: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 def wait(ctx: click.Context, job_id: str, poll_s: float, timeout_s: float | None, as_json: bool) -> None:
     """Wait for a job to end; exit with its exit code."""
+    import json
+
     from hpcjobs.schedulers import get_scheduler
 
     st = get_scheduler().wait([job_id], poll_s=poll_s, timeout_s=timeout_s)[job_id]
@@ -229,6 +235,8 @@ def logs(job_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def plugins(as_json: bool) -> None:
     """List installed plugins: version, plugin API, what each provides, and load failures."""
+    import json
+
     from hpcjobs.plugin_api import HPCJOBS_PLUGIN_API
     from hpcjobs.plugins import plugin_infos
 

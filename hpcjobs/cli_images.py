@@ -46,7 +46,8 @@ def _configure_logging(verbose: int) -> None:
 
 
 def _load_site(ctx: click.Context) -> SiteConfig | None:
-    from hpcjobs.config.loader import ENV_VAR, SYSTEM_PATH, USER_PATH, load_site
+    from hpcjobs.config.loader import ENV_VAR, SYSTEM_PATH, USER_PATH
+    from hpcjobs.config.sources import load_site
 
     obj = ctx.find_root().obj
     path = obj.get("site_path") if isinstance(obj, dict) else None

@@ -110,18 +110,22 @@ def discover(output: str | None, force: bool) -> None:
     "site_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Site config (default: as for every command: hpcjobs --site, $HPCJOBS_SITE, ~/.config, /etc).",
+    help="Site config (default: as for every command: hpcjobs --site, $HPCJOBS_SITE, ~/.config, /etc, discovered).",
 )
 @click.pass_context
 @_one_line_errors
 def show(ctx: click.Context, partitions: tuple[str, ...], as_json: bool, site_path: str | None) -> None:
-    """The settings a job gets on each partition after layering, and where each comes from."""
-    from hpcjobs.config.loader import find_site_file, load_site
+    """The settings a job gets on each partition after layering, and where each comes from.
+
+    The first line names the site config in effect: the published file, or, where none is
+    published, the one discovered from the cluster and the file it is cached in."""
+    from hpcjobs.config.loader import load_site_source
+    from hpcjobs.config.sources import find_site
     from hpcjobs.errors import ConfigError
     from hpcjobs.site.show import show_data, show_text
 
-    path = find_site_file(_site_path(ctx, site_path))
-    cfg = load_site(path)
+    source = find_site(_site_path(ctx, site_path))
+    cfg = load_site_source(source)
     for p in partitions:
         if p not in cfg.partitions:
             have = ", ".join(sorted(cfg.partitions))
@@ -131,9 +135,9 @@ def show(ctx: click.Context, partitions: tuple[str, ...], as_json: bool, site_pa
         *sorted(set(cfg.partitions) - {cfg.default_partition}),
     ]
     if as_json:
-        click.echo(json.dumps(show_data(cfg, str(path), names), indent=2))
+        click.echo(json.dumps(show_data(cfg, str(source.path), names, origin=source.origin), indent=2))
     else:
-        click.echo(show_text(cfg, str(path), names), nl=False)
+        click.echo(show_text(cfg, source.describe(), names, discovered=source.discovered), nl=False)
 
 
 @site.command(hidden=True)

@@ -43,9 +43,13 @@ are checked against :data:`ENV_NAME` by the model that uses it, each with its ow
 
 
 class StrictModel(BaseModel):
-    """Every model forbids unknown keys; the error lists the valid ones (see config.errors)."""
+    """Every model forbids unknown keys; the error lists the valid ones (see config.errors).
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    Validators are built on first use (``defer_build``), not at import: a CLI call that reads its
+    site config from the validated cache never builds the site config's own validators.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, defer_build=True)
 
 
 _BIND_RE = re.compile(r"(?P<src>[^:]+)(?::(?P<dst>[^:]+))?(?::(?P<mode>ro|rw))?\Z")

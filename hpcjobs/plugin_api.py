@@ -161,6 +161,8 @@ class ResolvedJob:
     wrappers: tuple[str, ...] = ()
     # the site config's ``plugins:`` sections, as validated mappings (read yours with your own model)
     plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # set when nobody published a site config: "discovered from the cluster NAME, cached in FILE"
+    site_origin: str | None = None
 
     @property
     def resources(self) -> Resources:

@@ -207,6 +207,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         gpu_type=eff.gpu.type,
         mpirun=eff.mpi.mpirun or builtin["mpi.mpirun"],
         site=site.name,
+        site_origin=site.origin,
         provenance=provenance,
         clear_bind_env=bool(site.policy.deny_bind_sources),
         dependency=dependency,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpcjobs.config.loader import find_site_file, load_site, load_site_text
+from hpcjobs.config.loader import find_site_file, load_site_text
 from hpcjobs.config.site import (
     GpuSettings,
     ImageCacheSettings,
@@ -14,6 +14,7 @@ from hpcjobs.config.site import (
     Settings,
     SiteConfig,
 )
+from hpcjobs.config.sources import find_site, load_site
 
 __all__ = [
     "GpuSettings",
@@ -25,6 +26,7 @@ __all__ = [
     "RuntimeSettings",
     "Settings",
     "SiteConfig",
+    "find_site",
     "find_site_file",
     "load_site",
     "load_site_text",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,35 +19,92 @@ USER_PATH = "~/.config/hpcjobs/site.yaml"
 SYSTEM_PATH = "/etc/hpcjobs/site.yaml"
 
 
+@dataclass(frozen=True)
+class SiteSource:
+    """Where the site config in effect comes from: a published file, or discovery (``discovered``)."""
+
+    path: Path
+    how: str  # --site, $HPCJOBS_SITE, USER_PATH, SYSTEM_PATH or "discovered"
+    origin: str | None = None  # for a discovered config: "discovered from the cluster NAME, cached in …"
+    text: str | None = None  # a discovered config that could not be cached: its text
+
+    @property
+    def discovered(self) -> bool:
+        return self.how == DISCOVERED
+
+    def describe(self) -> str:
+        """The file, or for a discovered config ``discovered from the cluster NAME, cached in FILE``."""
+        return self.origin if self.origin else str(self.path)
+
+
+DISCOVERED = "discovered"
+
+
 def find_site_file(
     explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Path:
     """Lookup order: explicit path (--site) > $HPCJOBS_SITE > ~/.config/hpcjobs/site.yaml >
-    /etc/hpcjobs/site.yaml."""
+    /etc/hpcjobs/site.yaml. Only published files: :func:`hpcjobs.config.sources.find_site` adds the
+    discovered default."""
+    found = published_site(explicit, env)
+    if found is None:
+        raise ConfigError(
+            f"no site config: pass --site PATH, set ${ENV_VAR}, or install {USER_PATH} or {SYSTEM_PATH}"
+        )
+    return found.path
+
+
+def published_site(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None) -> SiteSource | None:
     environ = os.environ if env is None else env
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(f"{path}: site config not found (from --site)")
-        return path
+        return SiteSource(path, "--site")
     if environ.get(ENV_VAR):
         path = Path(environ[ENV_VAR]).expanduser()
         if not path.is_file():
             raise ConfigError(f"{path}: site config not found (from ${ENV_VAR})")
-        return path
-    for candidate in (Path(USER_PATH).expanduser(), Path(SYSTEM_PATH)):
+        return SiteSource(path, f"${ENV_VAR}")
+    home = environ.get("HOME")
+    user = Path(home) / USER_PATH.removeprefix("~/") if home else Path(USER_PATH).expanduser()
+    for candidate, how in ((user, USER_PATH), (Path(SYSTEM_PATH), SYSTEM_PATH)):
         if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        f"no site config: pass --site PATH, set ${ENV_VAR}, or install {USER_PATH} or {SYSTEM_PATH}"
-    )
+            return SiteSource(candidate, how)
+    return None
 
 
-def load_site(
-    explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
-) -> SiteConfig:
-    path = find_site_file(explicit, env)
-    return load_site_text(read_text(path, "site config"), str(path))
+def load_site_source(source: SiteSource, env: Mapping[str, str] | None = None) -> SiteConfig:
+    """Load and validate ``source``; a validated model cached for the same bytes is reused
+    (:mod:`hpcjobs.config.cache`). A discovered config carries its origin (``SiteConfig.origin``)."""
+    from hpcjobs.config import cache
+
+    content: bytes | None
+    if source.text is not None:
+        content = source.text.encode("utf-8")
+    else:
+        try:
+            content = source.path.read_bytes()
+        except OSError:
+            content = None  # read_text below names the problem
+    use_cache = content is not None and cache.enabled(env)
+    key = cache.site_key(content) if use_cache and content is not None else ""
+    site = cache.load_cached(key, env) if use_cache else None
+    if site is None:
+        # validate the very bytes the key was made of (the file may change in between)
+        if source.text is not None:
+            text = source.text
+        elif content is not None:
+            text = decode_text(source.path, content, "site config")
+        else:
+            text = read_text(source.path, "site config")
+        data = load_yaml_mapping(text, str(source.path))
+        site = validate_site(data, str(source.path))
+        if use_cache and not data.get("plugins"):
+            cache.store(key, site, env)
+    if source.origin:
+        site = site.with_origin(source.origin)
+    return site
 
 
 def read_text(path: Path, what: str) -> str:
@@ -59,6 +117,14 @@ def read_text(path: Path, what: str) -> str:
         raise ConfigError(f"{path}: no such file") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a {what}?") from exc
+
+
+def decode_text(path: Path, data: bytes, what: str) -> str:
+    """``data`` (read from ``path``) as text, with :func:`read_text`'s message when it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is it a {what}?") from exc
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hpcjobs.models import (
@@ -293,6 +301,19 @@ class SiteConfig(StrictModel):
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Settings for plugins, one section per plugin."
     )
+    # where the config came from when nobody published it (see hpcjobs.config.discovered); not a key
+    _origin: str | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> str | None:
+        """``discovered from the cluster NAME (cached in FILE)`` for a discovered config, else None."""
+        return self._origin
+
+    def with_origin(self, origin: str | None) -> SiteConfig:
+        """A copy that says where it came from (shown by ``render --explain`` and ``site show``)."""
+        copy = self.model_copy()
+        copy._origin = origin
+        return copy
 
     @field_validator("name")
     @classmethod
@@ -355,9 +376,16 @@ class SiteConfig(StrictModel):
 
     def effective(self, partition: str) -> Partition:
         """The partition's settings laid over the site defaults (scalars replace; lists, maps add)."""
-        part = self.partitions[partition]
-        merged = _layer(self.defaults.model_dump(exclude_unset=True), part.model_dump(exclude_unset=True))
-        return Partition.model_validate(merged)
+        # Worked out once per partition and kept in the instance (not a field: equality, dumps and
+        # the schema ignore it); the validated-config cache pickles it along, so a cached config
+        # never builds the Partition validators (hpcjobs.config.cache).
+        done: dict[str, Partition] = self.__dict__.setdefault("_effective", {})
+        found = done.get(partition)
+        if found is None:
+            part = self.partitions[partition]
+            merged = _layer(self.defaults.model_dump(exclude_unset=True), part.model_dump(exclude_unset=True))
+            found = done[partition] = Partition.model_validate(merged)
+        return found
 
     def partition_source(self, partition: str, dotted: str) -> str | None:
         """Where an effective setting comes from: 'partition' or 'site', or None when unset."""

@@ -113,17 +113,23 @@ def site_wide(site: SiteConfig) -> list[Setting]:
     return out
 
 
-def show_data(site: SiteConfig, source: str, partitions: list[str]) -> dict[str, Any]:
+def show_data(
+    site: SiteConfig, source: str, partitions: list[str], *, origin: str | None = None
+) -> dict[str, Any]:
+    """``origin``: set for a config discovered from the cluster (``source`` is then its cached file)."""
     return {
         "site": site.name,
         "file": source,
+        "discovered": origin is not None,
+        "origin": origin,
         "site_wide": [s.as_dict() for s in site_wide(site)],
         "partitions": {p: [s.as_dict() for s in effective_settings(site, p)] for p in partitions},
     }
 
 
-def show_text(site: SiteConfig, source: str, partitions: list[str]) -> str:
-    sections = [(f"site {site.name} (from {source})", site_wide(site))]
+def show_text(site: SiteConfig, source: str, partitions: list[str], *, discovered: bool = False) -> str:
+    where = f"{source}; no site config is published" if discovered else f"from {source}"
+    sections = [(f"site {site.name} ({where})", site_wide(site))]
     for p in partitions:
         title = f"partition {p}" + (" (default)" if p == site.default_partition else "")
         sections.append((title, effective_settings(site, p)))

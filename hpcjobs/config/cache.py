@@ -1,0 +1,145 @@
+"""A per-user cache of validated site configs, keyed by the file's content.
+
+A site config changes rarely and was validated on every CLI call; building its validators costs
+more than the ``sbatch`` call it precedes. The validated model is pickled under
+``$XDG_CACHE_HOME/hpcjobs/site-validated/<key>.pickle`` (default ``~/.cache``), where the key
+hashes the file's bytes, the hpcjobs and pydantic versions, the model modules' files and the
+installed plugins (a site config may name what they provide: mpi kinds, GPU flags, wrappers), so
+any change there means a fresh validation. Validation itself is unchanged: a miss goes through
+:func:`hpcjobs.config.loader.validate_site`, exactly as without the cache.
+
+Unpickling runs code named in the file, so a cache file is read only when it and its folder are
+owned by the current user and writable by nobody else; anything else (another user's file, a
+symlink, a corrupt or truncated file, a foreign object) is ignored and re-validated. A config
+with a ``plugins`` section is never cached: whether it is valid depends on the installed plugins.
+Set ``HPCJOBS_NO_SITE_CACHE=1`` to bypass the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import stat
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpcjobs.config.site import SiteConfig
+
+DISABLE_VAR = "HPCJOBS_NO_SITE_CACHE"
+_FORMAT = b"hpcjobs-site-cache-1"
+
+
+def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/hpcjobs`` or ``~/.cache/hpcjobs`` (the per-user cache of hpcjobs)."""
+    environ = os.environ if env is None else env
+    base = environ.get("XDG_CACHE_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path(environ.get("HOME") or Path.home()) / ".cache"
+    return root / "hpcjobs"
+
+
+def site_key(content: bytes) -> str:
+    """What a cached model depends on: the file's bytes, the versions and the model sources."""
+    import pydantic
+
+    import hpcjobs.config.site as site_module
+    import hpcjobs.models as models_module
+    import hpcjobs.names as names_module
+    from hpcjobs._version import __version__
+
+    h = hashlib.sha256(_FORMAT)
+    for part in (__version__, pydantic.VERSION):
+        h.update(b"\0" + part.encode())
+    for module in (site_module, models_module, names_module):
+        st = os.stat(str(module.__file__))
+        h.update(f"\0{st.st_mtime_ns}:{st.st_size}".encode())
+    h.update(b"\0" + plugins_fingerprint().encode())
+    h.update(b"\0" + content)
+    return h.hexdigest()
+
+
+def plugins_fingerprint() -> str:
+    """The installed hpcjobs plugins (entry points and their distributions' versions): what a site
+    config may name (mpi kinds, GPU flags, wrappers) depends on them, so they are part of the key."""
+    from importlib.metadata import entry_points
+
+    from hpcjobs.plugin_api import GROUP
+
+    items = []
+    for ep in entry_points(group=GROUP):
+        dist = getattr(ep, "dist", None)
+        version = f"{dist.name}=={dist.version}" if dist is not None else "?"
+        items.append(f"{ep.name}={ep.value}@{version}")
+    return "\n".join(sorted(items))
+
+
+def enabled(env: Mapping[str, str] | None = None) -> bool:
+    environ = os.environ if env is None else env
+    return environ.get(DISABLE_VAR, "") in ("", "0")
+
+
+def load_cached(key: str, env: Mapping[str, str] | None = None) -> SiteConfig | None:
+    """The cached model for ``key``, or None when there is none that can be trusted."""
+    from hpcjobs.config.site import SiteConfig
+
+    folder = cache_root(env) / "site-validated"
+    if not _private_dir(folder):
+        return None
+    try:
+        fd = os.open(folder / f"{key}.pickle", os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not _owned_private(st) or not stat.S_ISREG(st.st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not data.startswith(_FORMAT + b"\n"):
+        return None
+    try:
+        obj = pickle.loads(data[len(_FORMAT) + 1 :])  # noqa: S301 (our own file: owner and mode checked)
+    except Exception:  # a truncated or corrupt file is a miss, whatever unpickling raised
+        return None
+    return obj if type(obj) is SiteConfig else None
+
+
+def store(key: str, site: SiteConfig, env: Mapping[str, str] | None = None) -> None:
+    """Publish ``site`` under ``key`` atomically (rename); a cache that cannot be written is skipped."""
+    folder = cache_root(env) / "site-validated"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private_dir(folder):
+            return
+        for name in site.partitions:  # pickled along: a hit then builds no Partition validators
+            site.effective(name)
+        payload = _FORMAT + b"\n" + pickle.dumps(site, protocol=pickle.HIGHEST_PROTOCOL)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pickle")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            os.replace(tmp, folder / f"{key}.pickle")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        return
+
+
+def _owned_private(st: os.stat_result) -> bool:
+    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _private_dir(folder: Path) -> bool:
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and _owned_private(st)
