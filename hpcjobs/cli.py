@@ -62,6 +62,22 @@ def _set_option(f: F) -> F:
     )(f)
 
 
+def _target_option(f: F) -> F:
+    return click.option(
+        "--target",
+        default="slurm",
+        show_default=True,
+        metavar="NAME",
+        help="Where the job runs: slurm (sbatch) or a target plugin, e.g. k8s (see `hpcjobs plugins`).",
+    )(f)
+
+
+def _target_runner() -> Any:
+    from hpcjobs.runner import default_runner
+
+    return default_runner()
+
+
 def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
     import yaml
 
@@ -113,13 +129,15 @@ def main_group(ctx: click.Context, site_path: str | None, verbose: int) -> None:
     is_flag=True,
     help="Keep an OCI image reference as written instead of naming its digest-pinned SIF.",
 )
+@_target_option
 @click.pass_context
 def render(
     ctx: click.Context, job_file: str, site_path: str | None, sets: tuple[str, ...], explain: bool,
-    image_as_written: bool,
+    image_as_written: bool, target: str,
 ) -> None:
     """Print the sbatch script for JOB_FILE. Nothing is converted or submitted: an OCI image's digest
-    is looked up, and the script names the SIF that submit would use."""
+    is looked up, and the script names the SIF that submit would use. With --target, print what
+    that target would submit instead (a Kubernetes manifest …)."""
     from hpcjobs.api import load_site_arg
     from hpcjobs.errors import ImageError
     from hpcjobs.jobfile import load_job_file
@@ -128,6 +146,14 @@ def render(
 
     site = load_site_arg(_site_path(ctx, site_path))
     job = resolve(load_job_file(job_file), site, parse_sets(sets))
+    if target != "slurm":
+        from hpcjobs.errors import ConfigError
+        from hpcjobs.plugins import get_target
+
+        if explain:
+            raise ConfigError(f"--explain annotates sbatch scripts; target {target!r} has no such view")
+        click.echo(get_target(target).render(job), nl=False)
+        return
     if not image_as_written:
         from hpcjobs.api import prepare_image
 
@@ -147,6 +173,7 @@ def render(
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; exit with its exit code.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of the job id.")
 @click.option("--poll-s", type=float, default=1.0, show_default=True, help="Seconds between polls with --wait.")
+@_target_option
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -156,12 +183,26 @@ def submit(
     wait_: bool,
     as_json: bool,
     poll_s: float,
+    target: str,
 ) -> None:
     """Submit JOB_FILE; print the job id."""
     import json
 
     from hpcjobs.jobfile import load_job_file
 
+    if target != "slurm":
+        from hpcjobs.api import load_site_arg
+        from hpcjobs.errors import ConfigError
+        from hpcjobs.plugins import get_target
+        from hpcjobs.resolve import resolve
+
+        if wait_:
+            raise ConfigError(f"--wait works with target slurm only; poll target {target!r} with hpcjobs status")
+        tgt = get_target(target)
+        resolved = resolve(load_job_file(job_file), load_site_arg(_site_path(ctx, site_path)), parse_sets(sets))
+        job_id = tgt.submit(resolved, tgt.render(resolved), _target_runner())
+        click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
+        return
     job = load_job_file(job_file).submit(_site_path(ctx, site_path), parse_sets(sets))
     if not wait_:
         click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
@@ -179,20 +220,32 @@ def submit(
 @main_group.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True)
-def status(job_ids: tuple[str, ...], as_json: bool) -> None:
+@_site_option
+@_target_option
+@click.pass_context
+def status(ctx: click.Context, job_ids: tuple[str, ...], as_json: bool, site_path: str | None, target: str) -> None:
     """Show the state of jobs (one Slurm query for all of them)."""
     import json
 
-    from hpcjobs.schedulers import get_scheduler
+    result: Any
+    if target != "slurm":
+        from hpcjobs.api import load_site_arg
+        from hpcjobs.plugins import get_target
 
-    result = get_scheduler().status(list(job_ids))
+        settings = load_site_arg(_site_path(ctx, site_path)).plugins
+        result = get_target(target).status(list(job_ids), settings, _target_runner())
+    else:
+        from hpcjobs.schedulers import get_scheduler
+
+        result = get_scheduler().status(list(job_ids))
     if as_json:
         click.echo(json.dumps([_status_dict(result[j]) for j in job_ids], indent=2))
         return
     for j in job_ids:
         st = result[j]
         code = "" if st.exit_code is None else str(st.exit_code)
-        click.echo(f"{j}\t{st.state.name}\t{code}\t{st.reason or ''}".rstrip())
+        state = st.state if isinstance(st.state, str) else st.state.name
+        click.echo(f"{j}\t{state}\t{code}\t{st.reason or ''}".rstrip())
 
 
 @main_group.command()
@@ -223,8 +276,18 @@ def cancel(job_ids: tuple[str, ...]) -> None:
 
 @main_group.command()
 @click.argument("job_id")
-def logs(job_id: str) -> None:
+@_site_option
+@_target_option
+@click.pass_context
+def logs(ctx: click.Context, job_id: str, site_path: str | None, target: str) -> None:
     """Print a job's output file."""
+    if target != "slurm":
+        from hpcjobs.api import load_site_arg
+        from hpcjobs.plugins import get_target
+
+        settings = load_site_arg(_site_path(ctx, site_path)).plugins
+        click.echo(get_target(target).logs(job_id, settings, _target_runner()), nl=False)
+        return
     from hpcjobs.api import Job
     from hpcjobs.schedulers import get_scheduler
 
@@ -257,10 +320,10 @@ def plugins(as_json: bool) -> None:
 def _status_dict(st: Any) -> dict[str, Any]:
     return {
         "job_id": st.job_id,
-        "state": st.state.name,
+        "state": st.state if isinstance(st.state, str) else st.state.name,
         "exit_code": st.exit_code,
         "reason": st.reason,
-        "raw_state": st.raw_state,
+        "raw_state": getattr(st, "raw_state", None),
     }
 
 

@@ -41,10 +41,12 @@ GROUP = "hpcjobs"
 hookspec = pluggy.HookspecMarker(GROUP)
 hookimpl = pluggy.HookimplMarker(GROUP)
 
-HPCJOBS_PLUGIN_API = "1.0"
-"""Version of this contract. A plugin declares the version it was written against as a module (or
-entry-point object) attribute ``HPCJOBS_PLUGIN_API``; it loads when the major versions are equal and
-its minor version is not newer than the core's. Additions bump the minor version, changes the major."""
+HPCJOBS_PLUGIN_API = "1.1"
+"""Version of this contract (1.1 added targets: :class:`Target`, :class:`TargetStatus`, the hook
+``hpcjobs_targets`` and :attr:`ResolvedJob.entrypoint_len`). A plugin declares the version it was
+written against as a module (or entry-point object) attribute ``HPCJOBS_PLUGIN_API``; it loads when
+the major versions are equal and its minor version is not newer than the core's. Additions bump the
+minor version, changes the major."""
 
 Mode = Literal["run", "exec"]
 """``run``: keep the image ENTRYPOINT (the job set at most a command); ``exec``: the job's entrypoint
@@ -163,6 +165,8 @@ class ResolvedJob:
     plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # set when nobody published a site config: "discovered from the cluster NAME, cached in FILE"
     site_origin: str | None = None
+    # mode exec: how many leading words of ``args`` are the job's entrypoint (the rest: its command)
+    entrypoint_len: int = 0
 
     @property
     def resources(self) -> Resources:
@@ -373,6 +377,44 @@ class Wrapper(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TargetStatus:
+    """A job's state as a target reports it. ``state`` uses the scheduler state names
+    (PENDING, RUNNING, COMPLETED, FAILED, UNKNOWN …)."""
+
+    job_id: str
+    state: str
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class Target(Protocol):
+    """Another place to run the same job (``--target NAME``; the built-in default ``slurm`` is the
+    sbatch path). It renders the resolved job as text and submits, reads back and prints logs only
+    through the injected Runner (argv lists). Image preparation and host checks are the Slurm path's:
+    a target gets the job straight from ``resolve``."""
+
+    name: str
+
+    def render(self, job: ResolvedJob) -> str:
+        """The job as this target's text (a manifest …). Pure; refuses what it cannot express."""
+        ...
+
+    def submit(self, job: ResolvedJob, text: str, runner: Any) -> str:
+        """Submit ``text`` (from :meth:`render`); the job id."""
+        ...
+
+    def status(
+        self, job_ids: Sequence[str], settings: Mapping[str, Mapping[str, Any]], runner: Any
+    ) -> Mapping[str, TargetStatus]:
+        """The state of each job; ``settings`` are the site's ``plugins:`` sections."""
+        ...
+
+    def logs(self, job_id: str, settings: Mapping[str, Mapping[str, Any]], runner: Any) -> str:
+        """The job's output."""
+        ...
+
+
 # --------------------------------------------------------------------------- hooks
 
 
@@ -390,6 +432,10 @@ class HookSpecs:
     @hookspec
     def hpcjobs_wrappers(self) -> Sequence[Wrapper]:  # type: ignore[empty-body]
         """Task wrappers (profilers …) this plugin provides, selected by name."""
+
+    @hookspec
+    def hpcjobs_targets(self) -> Sequence[Target]:  # type: ignore[empty-body]
+        """Targets (``--target NAME``) this plugin provides (API 1.1)."""
 
     @hookspec
     def hpcjobs_site_sections(self) -> Mapping[str, type[BaseModel]]:  # type: ignore[empty-body]
@@ -440,6 +486,8 @@ __all__ = [
     "Runtime",
     "SbatchPart",
     "ScriptLine",
+    "Target",
+    "TargetStatus",
     "Words",
     "Wrapper",
     "check_api_version",

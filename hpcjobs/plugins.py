@@ -22,6 +22,7 @@ from hpcjobs.plugin_api import (
     Launcher,
     ResolvedJob,
     Runtime,
+    Target,
     Wrapper,
     check_api_version,
     hookimpl,
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
 __all__ = [
     "GROUP", "ContainerRuntime", "Launcher", "PluginFailure", "PluginInfo", "Runtime", "Wrapper", "failure_note",
     "failures",
-    "get_launcher", "get_runtime", "get_wrapper", "gpu_flags", "hookimpl", "hookspec", "launchers", "mpi_kinds",
-    "plugin_infos", "plugin_manager", "runtimes", "site_sections", "wrappers",
+    "get_launcher", "get_runtime", "get_target", "get_wrapper", "gpu_flags",
+    "hookimpl", "hookspec", "launchers", "mpi_kinds",
+    "plugin_infos", "plugin_manager", "runtimes", "site_sections", "targets", "wrappers",
 ]  # fmt: skip
 
 ContainerRuntime = Runtime  # the name before plugin API 1.0
@@ -150,7 +152,8 @@ def _collect(hook_name: str) -> list[tuple[str, Any]]:
 
 def failures() -> list[PluginFailure]:
     """Plugins that failed to load or to answer (after every provider hook was asked)."""
-    for hook in ("hpcjobs_runtimes", "hpcjobs_launchers", "hpcjobs_wrappers", "hpcjobs_site_sections"):
+    hooks = ("hpcjobs_runtimes", "hpcjobs_launchers", "hpcjobs_wrappers", "hpcjobs_targets", "hpcjobs_site_sections")
+    for hook in hooks:
         _collect(hook)
     return sorted(_registry().failures.values(), key=lambda f: f.name)
 
@@ -184,6 +187,23 @@ def wrappers() -> dict[str, Wrapper]:
         for w in items:
             found.setdefault(w.name, w)
     return found
+
+
+def targets() -> dict[str, Target]:
+    """Targets plugins provide (``--target NAME``); ``slurm``, the sbatch path, is the core's own."""
+    found: dict[str, Target] = {}
+    for _plugin, items in _collect("hpcjobs_targets"):
+        for t in items:
+            found.setdefault(t.name, t)
+    return found
+
+
+def get_target(name: str) -> Target:
+    found = targets()
+    if name not in found:
+        have = ", ".join(["slurm", *sorted(found)])
+        raise ConfigError(f"target {name!r} is not provided by any plugin (have: {have})" + failure_note(name))
+    return found[name]
 
 
 def gpu_flags() -> dict[str, list[str]]:
@@ -286,7 +306,7 @@ def plugin_infos() -> list[PluginInfo]:
     reg = _registry()
     provides: dict[str, dict[str, list[str]]] = {}
     for hook, kind in (("hpcjobs_runtimes", "runtimes"), ("hpcjobs_launchers", "launchers"),
-                       ("hpcjobs_wrappers", "wrappers")):
+                       ("hpcjobs_wrappers", "wrappers"), ("hpcjobs_targets", "targets")):
         for plugin, items in _collect(hook):
             provides.setdefault(plugin, {}).setdefault(kind, []).extend(i.name for i in items)
             for i in items:

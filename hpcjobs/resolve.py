@@ -155,7 +155,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         if problem is not None:
             raise ConfigError(f"extra_sbatch {problem}")
 
-    mode, args = _entry(spec)
+    mode, args, entrypoint_len = _entry(spec)
     gpu_flag: str | None = None
     if gpus > 0:
         gpu_flag = eff.gpu.flag or builtin["gpu.flag"]
@@ -214,6 +214,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         image_ref=spec.image,
         wrappers=tuple(eff.wrappers) + tuple(w for w in spec.wrappers if w not in eff.wrappers),
         plugin_settings=dict(site.plugins),
+        entrypoint_len=entrypoint_len,
     )
 
 
@@ -314,16 +315,17 @@ def _merge_binds(eff: Partition, spec: JobSpec, site: SiteConfig, runtime: str) 
     return binds, unchecked
 
 
-def _entry(spec: JobSpec) -> tuple[Mode, list[str]]:
-    """Docker/Compose semantics for entrypoint and command."""
+def _entry(spec: JobSpec) -> tuple[Mode, list[str], int]:
+    """Docker/Compose semantics for entrypoint and command: the mode, the words, and how many of
+    them are the entrypoint (a target such as Kubernetes keeps the two apart)."""
     if spec.entrypoint is not None:
         program = list(spec.entrypoint) + list(spec.command or [])
         if not program:
             raise ConfigError("entrypoint is empty and there is no command: nothing to run")
-        return "exec", program
+        return "exec", program, len(spec.entrypoint)
     if spec.command is not None:
-        return "run", list(spec.command)
-    return "run", []
+        return "run", list(spec.command), 0
+    return "run", [], 0
 
 
 def _name_from_image(image: str) -> str:
