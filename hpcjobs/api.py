@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hpcjobs.plugin_api import LaunchPlan, ResolvedJob
     from hpcjobs.runner import Runner
     from hpcjobs.schedulers.base import JobStatus, Scheduler
+    from hpcjobs.sweep.handle import Sweep
 
 
 
@@ -70,6 +71,32 @@ class ContainerJob(JobSpec):
         job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched)
         job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
         return Job(job_id, sched)
+
+    def map(
+        self,
+        points: Iterable[Any],
+        site: SiteConfig | str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        runner: Runner | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> Sweep:
+        """Submit one task per point, as few job arrays as the cluster's limits allow.
+
+        A point is a list of arguments (appended to the command) or ``{"args": [...], "env": {...}}``;
+        :func:`hpcjobs.grid` makes the product of value lists. The points are written to
+        ``directory`` (default ``CWD/hpcjobs-sweeps/ID``), read there by each task, and arrive
+        byte-for-byte. The image is prepared once for all points.
+
+        >>> sweep = job.map(grid(args={"--lr": [0.1, 0.01], "--depth": [2, 4]}))   # doctest: +SKIP
+        >>> sweep.wait().failed()                                                   # doctest: +SKIP
+        """
+        from hpcjobs.sweep.submit import submit_sweep
+
+        return submit_sweep(self, points, load_site_arg(site), overrides, scheduler=scheduler, runner=runner,
+                            cwd=cwd, directory=directory, prepare=prepare)  # fmt: skip
 
 
 def prepare(

@@ -20,6 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _LAZY_GROUPS = {
     "images": ("hpcjobs.cli_images", "images", "Convert, list, inspect and clean cached SIF images."),
     "site": ("hpcjobs.cli_site", "site", "Validate, publish, discover and explain site configs."),
+    "sweep": ("hpcjobs.cli_sweep", "sweep", "Status, retry, logs and cancel of sweeps (many points, one submit)."),
 }
 
 
@@ -140,18 +141,22 @@ def render(
     that target would submit instead (a Kubernetes manifest …)."""
     from hpcjobs.api import load_site_arg
     from hpcjobs.errors import ImageError
-    from hpcjobs.jobfile import load_job_file
+    from hpcjobs.jobfile import load_job_document
     from hpcjobs.render import render as render_script
     from hpcjobs.resolve import resolve
 
     site = load_site_arg(_site_path(ctx, site_path))
-    job = resolve(load_job_file(job_file), site, parse_sets(sets))
+    spec, sweep_spec = load_job_document(job_file)
+    overrides = parse_sets(sets)
+    job = resolve(spec, site, overrides)
     if target != "slurm":
         from hpcjobs.errors import ConfigError
         from hpcjobs.plugins import get_target
 
         if explain:
             raise ConfigError(f"--explain annotates sbatch scripts; target {target!r} has no such view")
+        if sweep_spec is not None:
+            raise ConfigError(f"a sweep: section submits Slurm job arrays; target {target!r} has no sweeps")
         click.echo(get_target(target).render(job), nl=False)
         return
     if not image_as_written:
@@ -163,6 +168,17 @@ def render(
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
     import os
 
+    if sweep_spec is not None:
+        from pathlib import Path
+
+        from hpcjobs.cli_sweep import render_first_array
+        from hpcjobs.resolve import apply_overrides
+
+        points = sweep_spec.load(Path(job_file).parent)
+        merged, _ = apply_overrides(spec, overrides)
+        click.echo(render_first_array(merged, job, points, sweep_spec.dir, explain=explain, environ=os.environ),
+                   nl=False)  # fmt: skip
+        return
     click.echo(render_script(job, explain=explain, environ=os.environ), nl=False)
 
 
@@ -185,11 +201,13 @@ def submit(
     poll_s: float,
     target: str,
 ) -> None:
-    """Submit JOB_FILE; print the job id."""
+    """Submit JOB_FILE; print the job id (a sweep: its id, then its array job ids on stderr)."""
     import json
+    from pathlib import Path
 
-    from hpcjobs.jobfile import load_job_file
+    from hpcjobs.jobfile import load_job_document
 
+    spec, sweep_spec = load_job_document(job_file)
     if target != "slurm":
         from hpcjobs.api import load_site_arg
         from hpcjobs.errors import ConfigError
@@ -198,12 +216,21 @@ def submit(
 
         if wait_:
             raise ConfigError(f"--wait works with target slurm only; poll target {target!r} with hpcjobs status")
+        if sweep_spec is not None:
+            raise ConfigError(f"a sweep: section submits Slurm job arrays; target {target!r} has no sweeps")
         tgt = get_target(target)
-        resolved = resolve(load_job_file(job_file), load_site_arg(_site_path(ctx, site_path)), parse_sets(sets))
+        resolved = resolve(spec, load_site_arg(_site_path(ctx, site_path)), parse_sets(sets))
         job_id = tgt.submit(resolved, tgt.render(resolved), _target_runner())
         click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
         return
-    job = load_job_file(job_file).submit(_site_path(ctx, site_path), parse_sets(sets))
+    if sweep_spec is not None:
+        from hpcjobs.cli_sweep import submit_sweep_file
+
+        points = sweep_spec.load(Path(job_file).parent)
+        submit_sweep_file(ctx, spec, points, sweep_spec.dir, _site_path(ctx, site_path), parse_sets(sets),
+                          wait_=wait_, as_json=as_json, poll_s=poll_s)  # fmt: skip
+        return
+    job = spec.submit(_site_path(ctx, site_path), parse_sets(sets))
     if not wait_:
         click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
         return

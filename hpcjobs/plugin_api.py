@@ -161,6 +161,8 @@ class ResolvedJob:
     # with a bind deny list, binds may only come from the spec: drop APPTAINER_BIND & co. from the login env
     clear_bind_env: bool = False
     wrappers: tuple[str, ...] = ()
+    # most array tasks running at once (Slurm's %N); already appended to ``array`` when that has none
+    array_throttle: int | None = None
     # the site config's ``plugins:`` sections, as validated mappings (read yours with your own model)
     plugin_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # set when nobody published a site config: "discovered from the cluster NAME, cached in FILE"

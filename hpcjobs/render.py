@@ -36,14 +36,29 @@ def directive_value(value: str) -> str:
     return quote_value(value)
 
 
-def render(job: ResolvedJob, *, explain: bool = False, environ: Iterable[str] = ()) -> str:
-    """The sbatch script for ``job``: its launch plan (:func:`hpcjobs.plan.build_plan`), serialized."""
+def render(
+    job: ResolvedJob,
+    *,
+    explain: bool = False,
+    environ: Iterable[str] = (),
+    task_lines: Sequence[str] = (),
+    task_args: str | None = None,
+) -> str:
+    """The sbatch script for ``job``: its launch plan (:func:`hpcjobs.plan.build_plan`), serialized.
+
+    A sweep's per-task part: ``task_lines`` (bash its maker quoted with :func:`sh_quote`) run after
+    the environment, and ``task_args`` (one bash word list, ``"${arr[@]}"``) ends the command.
+    """
     from hpcjobs.plan import build_plan
 
-    return render_plan(build_plan(job), explain=explain, environ=environ)
+    plan = build_plan(job)
+    plan.epilogue += [ScriptLine(code=line) for line in task_lines]
+    return render_plan(plan, explain=explain, environ=environ, task_args=task_args)
 
 
-def render_plan(plan: LaunchPlan, *, explain: bool = False, environ: Iterable[str] = ()) -> str:
+def render_plan(
+    plan: LaunchPlan, *, explain: bool = False, environ: Iterable[str] = (), task_args: str | None = None
+) -> str:
     """The script for ``plan``. With ``explain``, each line and command word says where it came from,
     and which of the variable names in ``environ`` (the submitting environment) sbatch will not see.
 
@@ -67,10 +82,13 @@ def render_plan(plan: LaunchPlan, *, explain: bool = False, environ: Iterable[st
     lines += _script_lines(plan.epilogue, explain)
     if explain and plan.command:
         rows = [(list(g.argv), g.source) for g in plan.command]
+        if task_args:
+            rows.append(([task_args], "sweep: this task's point's arguments, from the points file"))
         width = min(max(len(_words(w)) for w, _ in rows), 48)
         lines.append("# The command, word by word (<- where each part came from):")
         lines += [f"#   {_words(w):<{width}}  <- {why}" for w, why in rows]
-    lines.append("exec " + sh_join(plan.argv()))
+    tail = f" {task_args}" if task_args else ""
+    lines.append("exec " + sh_join(plan.argv()) + tail)
     return "\n".join(lines) + "\n"
 
 

@@ -119,6 +119,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     qos = p.pick("qos", "qos")
     mpi: str = p.pick("mpi", "mpi.default", default=builtin["mpi.default"])
     array = p.pick("array")
+    array_throttle = p.pick("array_throttle", "array_throttle")
+    if array is not None and array_throttle is not None and "%" not in array:
+        array = f"{array}%{array_throttle}"
     dependency = p.pick("dependency")
     cleanenv = bool(p.pick("cleanenv", "runtime.cleanenv", default=builtin["runtime.cleanenv"]))
     workdir = p.pick("workdir")
@@ -215,6 +218,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         wrappers=tuple(eff.wrappers) + tuple(w for w in spec.wrappers if w not in eff.wrappers),
         plugin_settings=dict(site.plugins),
         entrypoint_len=entrypoint_len,
+        array_throttle=array_throttle,
     )
 
 

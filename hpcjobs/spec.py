@@ -47,6 +47,9 @@ class JobSpec(StrictModel):
     env: EnvMap = Field(default_factory=dict, description="Environment inside the container.")
     workdir: str | None = Field(None, description="Working directory inside the container.")
     array: str | None = Field(None, description="Slurm array, e.g. 0-9 or 1,3,5%2.")
+    array_throttle: PosInt | None = Field(
+        None, description="Most tasks of an array or sweep running at once (Slurm's %N)."
+    )
     dependency: str | None = Field(
         None, description="Slurm dependency, e.g. afterok:123 (the job ends if it can never be met)."
     )

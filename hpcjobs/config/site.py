@@ -34,7 +34,9 @@ from hpcjobs.models import (
 from hpcjobs.names import GpuFlag, MpiKind, WrapperName
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    from typing_extensions import Self
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -175,6 +177,9 @@ class Settings(StrictModel):
     cpus_per_task: PosInt | None = Field(None, description="Default CPUs per task.")
     account: str | None = Field(None, description="Default Slurm account.")
     qos: str | None = Field(None, description="Default QoS.")
+    array_throttle: PosInt | None = Field(
+        None, description="Most tasks of one job array or sweep array running at once (Slurm's %N)."
+    )
 
     @field_validator("sbatch")
     @classmethod
@@ -373,6 +378,13 @@ class SiteConfig(StrictModel):
             msg = f"default {value} is above partitions.{name} limits.{limit_name} = {limit}"
             out.append(((*layer, key), msg, value))
         return out
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; with ``update``, the partitions worked out by :meth:`effective` are worked out anew."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy.__dict__.pop("_effective", None)
+        return copy
 
     def effective(self, partition: str) -> Partition:
         """The partition's settings laid over the site defaults (scalars replace; lists, maps add)."""

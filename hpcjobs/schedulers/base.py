@@ -40,6 +40,7 @@ class JobStatus:
     raw_state: str
     stdout_path: str | None
     name: str | None
+    elapsed_s: int | None = None  # run time so far (or in all, once ended), where Slurm says
 
     @property
     def known(self) -> bool:
@@ -53,6 +54,19 @@ class JobStatus:
     @property
     def is_success(self) -> bool:
         return self.state.is_success
+
+
+@dataclass(frozen=True)
+class ArrayLimits:
+    """What the cluster allows: task ids stay below ``max_array_size``; ``max_job_count`` jobs in
+    the controller at once (every task becomes a job as it runs); ``max_submit_jobs`` per user
+    (association or QoS limit, None where none is visible)."""
+
+    max_array_size: int
+    max_job_count: int
+    max_submit_jobs: int | None = None
+    submit_limit_source: str | None = None
+    jobs_now: int | None = None  # job records in the controller now, every array task counted
 
 
 @runtime_checkable
@@ -154,6 +168,7 @@ class JobRecord:
     reason: str | None
     stdout_path: str | None
     name: str | None
+    elapsed_s: int | None = None
 
     @property
     def display_id(self) -> str:
@@ -173,6 +188,7 @@ class JobRecord:
             raw_state=self.raw_state,
             stdout_path=self.stdout_path,
             name=self.name,
+            elapsed_s=self.elapsed_s,
         )
 
 
@@ -321,6 +337,7 @@ def default_cwd(cwd: str | None) -> str:
 
 __all__ = [
     "NOT_FOUND_REASON",
+    "ArrayLimits",
     "JobRecord",
     "JobStatus",
     "PollingWait",

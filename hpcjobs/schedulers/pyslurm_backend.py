@@ -27,6 +27,7 @@ from typing import Any
 from hpcjobs.errors import BackendUnavailable, ControllerUnreachable, SchedulerError
 from hpcjobs.runner import Runner
 from hpcjobs.schedulers.base import (
+    ArrayLimits,
     JobRecord,
     JobStatus,
     PollingWait,
@@ -162,6 +163,13 @@ class PyslurmBackend(PollingWait):
         return SchedulerError(f"{action} refused by Slurm: {message}")
 
     # ------------------------------------------------------------------------------- protocol
+
+    def array_limits(self, qos: str | None = None) -> ArrayLimits:
+        """The cluster's array and job limits (read through the CLI: configuration, not an RPC hot path)."""
+        return self._cli.array_limits(qos)
+
+    def job_records(self) -> int:
+        return self._cli.job_records()
 
     def submit(self, script: str, *, cwd: str | None = None) -> str:
         """Through ``sbatch`` (:meth:`SlurmCli.submit`): the job Slurm records is the one the

@@ -33,6 +33,7 @@ from hpcjobs.errors import ControllerUnreachable, RunnerError, SchedulerError
 from hpcjobs.log import get_logger
 from hpcjobs.runner import Completed, Runner, default_runner
 from hpcjobs.schedulers.base import (
+    ArrayLimits,
     JobRecord,
     JobStatus,
     PollingWait,
@@ -53,7 +54,8 @@ TOKEN_PREFIX = "hpcjobs:"  # noqa: S105  (a submission tag, not a secret)
 
 # squeue -O fields, in this order. "Field:<SEP>" = no padding, no truncation, SEP after the value.
 SQUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "exit_code", "Reason", "UserName",
-                 "WorkDir", "BatchHost", "STDOUT", "Name")  # fmt: skip
+                 "WorkDir", "BatchHost", "STDOUT", "Name", "TimeUsed")  # fmt: skip
+_SQUEUE_REQUIRED = len(SQUEUE_FIELDS) - 1  # TimeUsed may be missing (older fakes, older output)
 SQUEUE_FORMAT = ",".join(f"{f}:{SEP}" for f in SQUEUE_FIELDS)
 SACCT_FIELDS = "jobid,jobidraw,state,exitcode,reason,jobname"
 
@@ -175,14 +177,13 @@ def parse_squeue(stdout: str) -> list[JobRecord]:
     """Rows of ``squeue -h -O <SQUEUE_FORMAT>`` → JobRecords (exit codes decoded from raw wait
     statuses: squeue prints 768 for ``exit 3``)."""
     records: list[JobRecord] = []
-    n = len(SQUEUE_FIELDS)
     for line in stdout.splitlines():
         if SEP not in line:
             continue
         parts = line.split(SEP)
-        if len(parts) < n:
+        if len(parts) < _SQUEUE_REQUIRED:
             continue
-        row = dict(zip(SQUEUE_FIELDS, (p.strip() for p in parts[:n]), strict=True))
+        row = dict(zip(SQUEUE_FIELDS, (p.strip() for p in parts), strict=False))
         raw_id = row["JobID"]
         if not raw_id.isdigit():
             continue
@@ -208,8 +209,49 @@ def parse_squeue(stdout: str) -> list[JobRecord]:
             stdout_path=expand_stdout(row["STDOUT"], raw_id, array_id, task, none_if_null(row["UserName"]),
                                       none_if_null(row["WorkDir"]), none_if_null(row["BatchHost"]), name),
             name=name,
+            elapsed_s=parse_duration_s(row.get("TimeUsed", "")),
         ))  # fmt: skip
     return records
+
+
+def parse_duration_s(text: str) -> int | None:
+    """Slurm's ``[D-][HH:]MM:SS`` (squeue TimeUsed, sacct Elapsed) → seconds; None if unreadable."""
+    text = text.strip()
+    days = 0
+    if "-" in text:
+        d, _, text = text.partition("-")
+        if not d.isdigit():
+            return None
+        days = int(d)
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        return None
+    seconds = 0
+    for p in parts:
+        seconds = seconds * 60 + int(p)
+    return days * 86400 + seconds
+
+
+def parse_array_limits(config_text: str) -> tuple[int, int, bool]:
+    """``scontrol show config`` → (MaxArraySize, MaxJobCount, accounting storage enabled)."""
+    values: dict[str, str] = {}
+    for line in config_text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    try:
+        max_array = int(values["MaxArraySize"])
+        max_jobs = int(values["MaxJobCount"])
+    except (KeyError, ValueError):
+        raise SchedulerError("scontrol show config printed no MaxArraySize/MaxJobCount") from None
+    accounting = values.get("AccountingStorageType", "accounting_storage/none") != "accounting_storage/none"
+    return max_array, max_jobs, accounting
+
+
+def parse_submit_limit(sacctmgr_text: str) -> int | None:
+    """Rows of ``sacctmgr -n -P show assoc|qos format=MaxSubmit…`` → the smallest limit set, or None."""
+    found = [int(f) for line in sacctmgr_text.splitlines() for f in line.split("|") if f.strip().isdigit()]
+    return min(found) if found else None
 
 
 def parse_sacct(stdout: str) -> list[JobRecord]:
@@ -540,6 +582,40 @@ class SlurmCli(PollingWait):
         if pick is None:
             pick = next((r for r in rows if r.get("JobId") == jid), rows[0])
         return none_if_null(pick.get("StdOut"))
+
+    def array_limits(self, qos: str | None = None) -> ArrayLimits:
+        """MaxArraySize and MaxJobCount from ``scontrol show config``; with accounting storage, the
+        user's MaxSubmitJobs (association) and the QoS's MaxSubmitJobsPerUser from ``sacctmgr``.
+        Without slurmdbd (or without sacctmgr) those limits are not enforced, and None."""
+        result = self._query(["scontrol", "show", "config"])
+        max_array, max_jobs, accounting = parse_array_limits(result.stdout)
+        if not accounting:
+            return ArrayLimits(max_array, max_jobs)
+        user = os.environ.get("USER") or str(os.getuid())
+        limits: list[tuple[int, str]] = []
+        queries = [(["sacctmgr", "-n", "-P", "show", "assoc", f"where=user={user}", "format=MaxSubmit"],
+                    "association MaxSubmitJobs")]  # fmt: skip
+        if qos:
+            queries.append((["sacctmgr", "-n", "-P", "show", "qos", f"where=name={qos}", "format=MaxSubmitPU"],
+                            f"QoS {qos} MaxSubmitJobsPerUser"))  # fmt: skip
+        for argv, what in queries:
+            try:
+                out = self._run(argv)
+            except RunnerError:
+                break  # no sacctmgr on this host: the limits are not visible
+            value = parse_submit_limit(out.stdout) if out.ok else None
+            if value is not None:
+                limits.append((value, what))
+        if not limits:
+            return ArrayLimits(max_array, max_jobs)
+        value, what = min(limits)
+        return ArrayLimits(max_array, max_jobs, value, what)
+
+    def job_records(self) -> int:
+        """Job records the controller holds now, all users, every array task counted (what
+        MaxJobCount limits: pending, running, and ended ones until MinJobAge). One ``squeue``."""
+        result = self._query(["squeue", "-h", "-r", "-t", "all", "-o", "%i"])
+        return sum(1 for line in result.stdout.splitlines() if line.strip())
 
     def cluster_version(self) -> str:
         """From ``sinfo --version`` (local; needs no controller)."""

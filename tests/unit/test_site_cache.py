@@ -212,3 +212,19 @@ def test_a_hit_builds_no_site_config_validators(tmp_path: Path, env: dict[str, s
 
     assert built() == [True, True, True]  # a miss validates (and fills the cache)
     assert built() == [False, False, True]  # a hit: nothing of the site config's models was built
+
+
+def test_model_copy_with_update_works_out_partitions_anew() -> None:
+    """effective() keeps its results in the instance; a copy with other settings must not reuse them."""
+    from hpcjobs.config.loader import load_site_text
+
+    site = load_site_text(
+        "name: s\ndefault_partition: cpu\npartitions:\n  cpu:\n    time_min: 5\n", "<t>"
+    )
+    assert site.effective("cpu").time_min == 5
+    changed = site.model_copy(update={"defaults": site.defaults.model_copy(update={"time_min": 7}),
+                                      "partitions": {"cpu": site.partitions["cpu"].model_copy(update={"time_min": 9})}})
+    assert changed.effective("cpu").time_min == 9
+    assert site.effective("cpu").time_min == 5
+    same = site.model_copy()
+    assert same.effective("cpu") is site.effective("cpu")

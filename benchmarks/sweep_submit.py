@@ -1,0 +1,186 @@
+"""Sweep submission and tracking on the dev cluster, against baselines measured in the same run.
+
+(1) ContainerJob.map(N points)  vs  raw `sbatch --array` of the same size with the same chunking
+    (one sbatch per MaxArraySize chunk of a plain script), interleaved: ratio, goal <= 1.5
+(2) the same sweep  vs  a loop of per-point `sbatch` calls, measured on a sample (--loop-sample,
+    default 200) and extrapolated linearly to N points: speed-up, goal >= 100 (extrapolated)
+(3) 10,000 points: hpcjobs' own work measured at 10,000 (points checked, encoded, written, scripts
+    rendered; submission answered in process) plus the sbatch time per chunk measured in (1) — a
+    model, printed as one, for when the shared controller has no room for 10,000 job records
+(4) Sweep.status(): Slurm queries per poll (real, N points), and the memory of tracking 10,000
+    points (tracemalloc peak of one status() over a squeue answer of 10,000 task rows, and the
+    process's max RSS)
+
+Everything is submitted held (--hold) and cancelled at once. In Slurm every array task is a job
+record counted against MaxJobCount until MinJobAge after it ends (cancelled ones too), so on the
+shared dev cluster (MaxJobCount 10000) N defaults to 2002 (two full chunks) and one round; the
+benchmark refuses to start when the controller has no room.
+Usage: .venv/bin/python benchmarks/sweep_submit.py [--points 2002] [--rounds 1] [--loop-sample 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from hpcjobs import ContainerJob
+from hpcjobs.config import load_site
+from hpcjobs.render import render
+from hpcjobs.resolve import resolve
+from hpcjobs.runner import Completed, RecordingRunner
+from hpcjobs.schedulers import SlurmCli
+from hpcjobs.schedulers.base import ArrayLimits
+from hpcjobs.schedulers.slurm_cli import SEP
+from hpcjobs.sweep.handle import Sweep
+from hpcjobs.sweep.plan import plan_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = load_site(ROOT / "site-configs" / "dev-cluster.yaml")
+IMAGE = "/var/lib/hpcjobs-dev/images/tiny.sif"
+BIG = 10_000
+
+
+def points(n: int) -> list[dict[str, Any]]:
+    return [{"args": ["--lr", f"{i * 1e-4:.4f}", "--name", f"run {i}"], "env": {"SEED": str(i)}} for i in range(n)]
+
+
+def room_for(size: int, max_job_count: int) -> None:
+    used = SlurmCli().job_records()
+    if used + size >= max_job_count:
+        raise SystemExit(f"not now: {used} job records in the controller + {size} >= MaxJobCount {max_job_count}")
+
+
+def sbatch(script: str, cwd: Path, *extra: str) -> str:
+    r = subprocess.run(["sbatch", "--parsable", "--hold", *extra], input=script, capture_output=True, text=True,
+                       cwd=cwd, check=True)  # fmt: skip
+    return r.stdout.strip().split(";")[0]
+
+
+class InProcess:
+    """Answers submissions in process: hpcjobs' own work for 10,000 points, without Slurm."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def array_limits(self, qos: str | None = None) -> ArrayLimits:
+        return ArrayLimits(1001, 100_000)
+
+    def job_records(self) -> int:
+        return 0
+
+    def submit(self, script: str, *, cwd: str | None = None) -> str:
+        self.n += 1
+        return str(10_000 + self.n)
+
+
+def squeue_answer(sw: Sweep) -> RecordingRunner:
+    """A runner answering squeue with one PENDING row per task of the sweep's arrays."""
+    rows = []
+    for entry in sw.record.arrays:
+        for t in range(entry.plan.count):
+            rows.append(SEP.join([str(int(entry.job_id) + t), entry.job_id, str(t), "PENDING", "0", "JobHeldUser",
+                                  "u", "/w", "(null)", "/w/slurm-%A.out", "tiny", "0:00"]) + SEP)  # fmt: skip
+    text = "\n".join(rows) + "\n"
+    return RecordingRunner(answer=lambda c: Completed(c.argv, 0, text, "") if c.argv[0] == "squeue" else None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--points", type=int, default=2002)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--loop-sample", type=int, default=200)
+    opts = ap.parse_args()
+    n = opts.points
+    limits = SlurmCli().array_limits()
+    plans = plan_arrays(range(n), limits, contiguous=True)
+    pts = points(n)
+    job = ContainerJob(image=IMAGE, command=["train"], extra_sbatch=["--hold"])
+    work = Path(tempfile.mkdtemp(prefix="hpcjobs-bench-sweep-"))
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # the per-user sweep index: not the real one
+    raw_script = render(resolve(ContainerJob(image=IMAGE, command=["train"], output=str(work / "%A_%a.out")), SITE))
+    try:
+        room_for(2 * n * opts.rounds + opts.loop_sample + 10, limits.max_job_count)
+        warm = job.map(pts[:2], SITE, cwd=work)  # untimed: imports, the first sbatch
+        warm.cancel()
+        subprocess.run(["scancel", sbatch(raw_script, work, "--array=0-1")], check=False)
+
+        api_s: list[float] = []
+        raw_s: list[float] = []
+        sw: Sweep | None = None
+        for _ in range(opts.rounds):  # interleaved: both sides see the same controller
+            t0 = time.perf_counter()
+            ids = [sbatch(raw_script, work, f"--array={p.array_spec(None)}") for p in plans]
+            raw_s.append(time.perf_counter() - t0)
+            subprocess.run(["scancel", *ids], check=False)
+            t0 = time.perf_counter()
+            sw = job.map(pts, SITE, cwd=work)
+            api_s.append(time.perf_counter() - t0)
+            sw.cancel()
+        assert sw is not None
+        api, raw = statistics.median(api_s), statistics.median(raw_s)
+        print(f"(1) {n} points in {len(plans)} arrays: raw sbatch --array {raw * 1000:.0f} ms, ContainerJob.map "
+              f"{api * 1000:.0f} ms, ratio {api / raw:.2f} (goal <= 1.5; median of {opts.rounds})")  # fmt: skip
+
+        m = min(opts.loop_sample, n)
+        single = render(resolve(ContainerJob(image=IMAGE, command=["train"], output=str(work / "%j.out")), SITE))
+        loop_ids: list[str] = []
+        t0 = time.perf_counter()
+        for _ in range(m):
+            loop_ids.append(sbatch(single, work))
+        per = (time.perf_counter() - t0) / m
+        subprocess.run(["scancel", *loop_ids], check=False)
+        print(f"(2) loop of sbatch: {m} calls, {per * 1000:.1f} ms each; extrapolated to {n} points {per * n:.1f} s: "
+              f"ContainerJob.map is {per * n / api:.0f}x faster (goal >= 100; the loop extrapolated)")  # fmt: skip
+
+        big = points(BIG)
+        local: list[float] = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            big_sweep = job.map(big, SITE, scheduler=InProcess(), cwd=work)  # type: ignore[arg-type]
+            local.append(time.perf_counter() - t0)
+        big_plans = plan_arrays(range(BIG), limits, contiguous=True)
+        per_chunk = raw / len(plans)
+        model_api = min(local) + per_chunk * len(big_plans)
+        model_raw = per_chunk * len(big_plans)
+        print(f"(3) {BIG} points (model): hpcjobs' own work {min(local) * 1000:.0f} ms (measured, best of 3) + "
+              f"{len(big_plans)} sbatch x {per_chunk * 1000:.1f} ms (measured in 1) = {model_api * 1000:.0f} ms; "
+              f"raw {model_raw * 1000:.0f} ms; ratio {model_api / model_raw:.2f}; loop {per * BIG:.0f} s, "
+              f"{per * BIG / model_api:.0f}x")  # fmt: skip
+
+        real = RecordingRunner()
+        Sweep.load(str(sw.directory), scheduler=SlurmCli(real)).status()
+        print(f"(4) status of {n} points (real Slurm): {len(real.calls)} Slurm query per poll "
+              f"({', '.join(c.argv[0] for c in real.calls)})")  # fmt: skip
+        fake = squeue_answer(big_sweep)
+        tracked = Sweep.load(str(big_sweep.directory), scheduler=SlurmCli(fake))
+        timings = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            st = tracked.status()
+            timings.append(time.perf_counter() - t0)
+        status_s = min(timings)
+        tracemalloc.start()  # a separate poll: tracing slows Python several times
+        st = tracked.status()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        files = [f for f in big_sweep.directory.rglob("*") if f.is_file()]
+        print(f"    tracking {len(st.points)} points: one poll (a squeue answer of {len(st.points)} rows parsed) "
+              f"{status_s * 1000:.0f} ms (best of 3), "
+              f"tracemalloc peak {peak / 2**20:.1f} MiB, max RSS of this process {rss_mb:.0f} MiB; the sweep "
+              f"directory: {len(files)} files, {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB")  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Submitting a sweep: check the limits, prepare the image once, write the points, render and
+submit one script per job array. Nothing is submitted when a check fails; when Slurm refuses an
+array part-way, the arrays already submitted are cancelled again."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcjobs.errors import ConfigError
+from hpcjobs.sweep.arrays import cluster_limits, submit_arrays
+from hpcjobs.sweep.envcarry import env_carrier
+from hpcjobs.sweep.plan import plan_arrays
+from hpcjobs.sweep.pointfile import encode_points, write_points
+from hpcjobs.sweep.points import Point, to_points
+from hpcjobs.sweep.record import SweepRecord, new_id
+
+if TYPE_CHECKING:
+    from hpcjobs.config.site import SiteConfig
+    from hpcjobs.plugin_api import ResolvedJob
+    from hpcjobs.runner import Runner
+    from hpcjobs.schedulers.base import Scheduler
+    from hpcjobs.spec import JobSpec
+    from hpcjobs.sweep.handle import Sweep
+
+    Prepare = Callable[..., ResolvedJob]
+
+SWEEP_DIRS = "hpcjobs-sweeps"
+# job fields a sweep decides itself
+OWN_FIELDS = {
+    "array": "a sweep makes its own job arrays from its points",
+    "output": "a sweep writes one log per point (DIR/logs/point-N.out)",
+}
+
+
+def refuse_own_fields(spec: JobSpec) -> None:
+    for key, why in OWN_FIELDS.items():
+        if getattr(spec, key) is not None:
+            raise ConfigError(f"{key}: {why}; remove {key} from the job (or --set)")
+
+
+def submit_sweep(
+    spec: JobSpec,
+    points: Iterable[Any],
+    site: SiteConfig,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    scheduler: Scheduler | None = None,
+    runner: Runner | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    directory: str | os.PathLike[str] | None = None,
+    prepare: Prepare,
+) -> Sweep:
+    """``prepare`` is :func:`hpcjobs.api.prepare` (resolve, host checks, the image), passed in so that
+    the sweep package does not import the API that offers it."""
+    from hpcjobs.resolve import apply_overrides, resolve
+    from hpcjobs.schedulers import get_scheduler
+    from hpcjobs.sweep.handle import Sweep
+
+    merged, _ = apply_overrides(spec, overrides or {})
+    refuse_own_fields(merged)
+    resolved = resolve(spec, site, overrides)  # refuses bad jobs before asking Slurm anything
+    sched = scheduler or get_scheduler(runner)
+    # the two Slurm queries run while the points are checked and encoded (they wait on slurmctld)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asked = pool.submit(cluster_limits, sched, runner, resolved.qos)
+        pts = to_points(points)
+        groups = encode_points(pts, env_carrier(resolved))  # refuses values that cannot travel unchanged
+        limits = asked.result()
+    plans = plan_arrays(range(len(pts)), limits, contiguous=True)
+
+    job = prepare(spec, site, overrides, runner=runner, scheduler=sched)  # the one image preparation
+    workdir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
+    sweep_id = new_id(job.name)
+    base = Path(directory) if directory is not None else Path(workdir) / SWEEP_DIRS / sweep_id
+    base = Path(os.path.abspath(base))
+    bad = [c for c in ('"', "\n", "%", "\\") if c in str(base)]
+    if bad:
+        # the directory is written into #SBATCH --output, where these would change its meaning
+        raise ConfigError(f"sweep directory {str(base)!r} may not contain {bad[0]!r}: choose another directory")
+    if (base / "sweep.json").exists():
+        raise ConfigError(f"{base} already holds a sweep: choose another directory")
+    (base / "logs").mkdir(parents=True, exist_ok=True)
+    write_points(base, groups)
+    record = SweepRecord(
+        id=sweep_id, directory=base, n_points=len(pts),
+        job=merged.model_dump(mode="json", exclude_unset=True), site=site.model_dump(mode="json", exclude_unset=True),
+        image={"path": job.image, "ref": job.image_ref, "digest": job.image_digest},
+        cwd=workdir, throttle=job.array_throttle, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )  # fmt: skip
+    record.arrays = submit_arrays(record, job, plans, attempt=0, scheduler=sched)
+    record.save()
+    record.register()
+    return Sweep(record, sched)
+
+
+def points_of(record: SweepRecord) -> list[Point]:
+    from hpcjobs.sweep.pointfile import read_point
+
+    return [read_point(record.directory, i) for i in range(record.n_points)]
