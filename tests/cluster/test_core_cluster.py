@@ -85,7 +85,7 @@ def test_gpu_job_sees_cuda_visible_devices_with_nv(cluster: Cluster, job_dir: Pa
     assert "--nv" in script.splitlines()[-1] and "#SBATCH --partition=gpu" in script
     state, code, out = run_job(script, job_dir, user=user)
     assert (state, code) == ("COMPLETED", 0), out
-    assert "CVD=0" in out
+    assert "CVD=0" in out or "CVD=1" in out  # either of the node's two GPUs: the cluster is shared
 
 
 def test_cpu_partition_has_no_nv(cluster: Cluster, job_dir: Path) -> None:
@@ -177,7 +177,7 @@ def test_cleanenv_gpu_job_keeps_cuda_visible_devices_and_drops_host_env(cluster:
     )
     state, code, out = run_job(script, job_dir, env={"HOSTONLY": "leak"})
     assert (state, code) == ("COMPLETED", 0), out
-    assert "CVD=0 MINE=kept HOSTONLY=[]" in out
+    assert "CVD=0 MINE=kept HOSTONLY=[]" in out or "CVD=1 MINE=kept HOSTONLY=[]" in out  # either GPU
 
 
 def test_workload_ends_when_its_dependency_fails(cluster: Cluster, job_dir: Path) -> None:
