@@ -245,6 +245,48 @@ def submit(
 
 
 @main_group.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@_site_option
+@_set_option
+@click.option("--local", "local", is_flag=True, help="Run here, without Slurm (required: the only mode of run).")
+@click.option("--runtime", default=None, help="Another runtime plugin than the site's, e.g. docker on a workstation.")
+@click.option("--ntasks", type=int, default=None, help="Tasks to start here (default: the job's ntasks).")
+@click.pass_context
+def run(
+    ctx: click.Context, job_file: str, site_path: str | None, sets: tuple[str, ...], local: bool,
+    runtime: str | None, ntasks: int | None,
+) -> None:
+    """Run JOB_FILE on this machine through the same runtime plugin (--local): the same binds, env,
+    entrypoint semantics and exit code as the batch job. Directives are not applied; the tasks are
+    local processes instead of srun's."""
+    from hpcjobs.api import load_site_arg
+    from hpcjobs.errors import ConfigError
+    from hpcjobs.jobfile import load_job_file
+    from hpcjobs.local import describe_differences, local_job, run_local
+    from hpcjobs.plugin_api import ImageContext
+    from hpcjobs.plugins import get_runtime
+    from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
+    from hpcjobs.resolve import resolve
+
+    if not local:
+        raise ConfigError("hpcjobs run needs --local (to run under Slurm, use hpcjobs submit)")
+    site = load_site_arg(_site_path(ctx, site_path))
+    resolved = resolve(load_job_file(job_file), site, parse_sets(sets))
+    count = resolved.ntasks if ntasks is None else ntasks
+    if count < 1:
+        raise ConfigError(f"--ntasks {count}: at least one task")
+    job = local_job(resolved, runtime)
+    check_bind_sources(job)
+    check_bind_realpaths(job, site.policy)
+    # no scheduler here: image preparation may not submit a conversion job
+    job = get_runtime(job.runtime).prepare_image(job, ImageContext(site=site, submitter=None))
+    if ctx.find_root().params.get("verbose"):
+        for note in describe_differences(resolved, count):
+            click.echo(f"hpcjobs: local run: {note}", err=True)
+    ctx.exit(run_local(job, ntasks=count).exit_code)
+
+
+@main_group.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True)
 @_site_option

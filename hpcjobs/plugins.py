@@ -106,10 +106,21 @@ def _registry() -> _Registry:
     return reg
 
 
+DISABLE_ENV = "HPCJOBS_DISABLE_PLUGINS"
+"""Comma-separated entry-point or distribution names not to load (``hpcjobs-podman,profile``): turn
+off an installed third-party plugin without uninstalling it. Built-ins always load."""
+
+
 def _entry_points() -> Sequence[Any]:
+    import os
     from importlib.metadata import entry_points
 
-    return list(entry_points(group=GROUP))
+    off = {n.strip().lower() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+    found = list(entry_points(group=GROUP))
+    if not off:
+        return found
+    return [ep for ep in found if ep.name.lower() not in off
+            and str(getattr(getattr(ep, "dist", None), "name", "") or "").lower() not in off]  # fmt: skip
 
 
 def _exc_text(exc: BaseException) -> str:
@@ -313,7 +324,9 @@ def plugin_infos() -> list[PluginInfo]:
                 for attr, label in (("gpu_flags", "gpu flags"), ("mpi_kinds", "mpi")):
                     names = list(getattr(i, attr, ()))
                     if names:
-                        provides[plugin].setdefault(label, []).extend(names)
+                        listed = provides[plugin].setdefault(label, [])
+                        # two runtimes of one plugin may share flags (podman, docker): list each once
+                        listed.extend(n for n in names if n not in listed)
     for plugin, sections in _collect("hpcjobs_site_sections"):
         provides.setdefault(plugin, {}).setdefault("site sections", []).extend(sections)
     for plugin, _impl in _collect_plan_hooks():

@@ -15,7 +15,14 @@ TARGET = ROOT / "docs" / "site-config-reference.md"
 
 
 def main(argv: list[str]) -> int:
+    import os
+    import re
+
     sys.path.insert(0, str(ROOT))
+    # the reference documents the core: the plugin distributions of plugins/ document their own sections
+    dists = [m.group(1) for p in sorted(ROOT.glob("plugins/*/pyproject.toml"))
+             if (m := re.search(r'^name\s*=\s*"([^"]+)"', p.read_text(), re.M))]
+    os.environ["HPCJOBS_DISABLE_PLUGINS"] = ",".join(dists)
     from hpcjobs.site.reference import reference_markdown
 
     text = reference_markdown()

@@ -73,7 +73,9 @@ def plugins_fingerprint() -> str:
         dist = getattr(ep, "dist", None)
         version = f"{dist.name}=={dist.version}" if dist is not None else "?"
         items.append(f"{ep.name}={ep.value}@{version}")
-    return "\n".join(sorted(items))
+    # plugins turned off by HPCJOBS_DISABLE_PLUGINS declare nothing: a different set of valid names
+    disabled = os.environ.get("HPCJOBS_DISABLE_PLUGINS", "")
+    return "\n".join([*sorted(items), f"disabled:{disabled}"])
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:

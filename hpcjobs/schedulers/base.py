@@ -148,6 +148,23 @@ def parse_exit_pair(text: str) -> tuple[int | None, int | None]:
     return exit_code, None
 
 
+def parse_squeue_exit(text: str) -> tuple[int | None, int | None]:
+    """squeue's ``exit_code`` column → (exit code, signal), whichever form this Slurm prints:
+    up to 23.02 the raw wait status (``768`` for ``exit 3``, ``15`` for SIGTERM), from 23.11 on
+    ``EXIT:SIGNAL`` like scontrol and sacct (``3:0``, ``0:15``). Unreadable text gives
+    (None, None)."""
+    text = text.strip()
+    if ":" in text:
+        return parse_exit_pair(text)
+    try:
+        raw = int(text)
+    except ValueError:
+        return None, None
+    if raw < 0:
+        return None, None
+    return decode_wait_status(raw)
+
+
 def none_if_null(value: str | None) -> str | None:
     if value is None:
         return None
@@ -348,5 +365,6 @@ __all__ = [
     "match_records",
     "not_found",
     "parse_exit_pair",
+    "parse_squeue_exit",
     "wait_loop",
 ]

@@ -38,12 +38,12 @@ from hpcjobs.schedulers.base import (
     JobStatus,
     PollingWait,
     check_job_ids,
-    decode_wait_status,
     default_cwd,
     match_records,
     none_if_null,
     not_found,
     parse_exit_pair,
+    parse_squeue_exit,
 )
 
 History = Literal["auto", "sacct", "jobcomp", "none"]
@@ -174,8 +174,8 @@ def expand_stdout(pattern: str | None, rec_raw_id: str, array_job_id: str | None
 
 
 def parse_squeue(stdout: str) -> list[JobRecord]:
-    """Rows of ``squeue -h -O <SQUEUE_FORMAT>`` → JobRecords (exit codes decoded from raw wait
-    statuses: squeue prints 768 for ``exit 3``)."""
+    """Rows of ``squeue -h -O <SQUEUE_FORMAT>`` → JobRecords. The exit_code column is a raw wait
+    status on Slurm 22.05 (768 for ``exit 3``) and ``EXIT:SIGNAL`` on 24.11 (``3:0``): both read."""
     records: list[JobRecord] = []
     for line in stdout.splitlines():
         if SEP not in line:
@@ -191,12 +191,7 @@ def parse_squeue(stdout: str) -> list[JobRecord]:
         array_id = none_if_null(row["ArrayJobID"]) if task is not None else None
         if task is not None and not task.isdigit():
             continue  # an unexpanded range ("[0-9]"); squeue -r prints tasks one per line
-        exit_code: int | None
-        signal: int | None
-        try:
-            exit_code, signal = decode_wait_status(int(row["exit_code"]))
-        except ValueError:
-            exit_code, signal = None, None
+        exit_code, signal = parse_squeue_exit(row["exit_code"])
         name = none_if_null(row["Name"])
         records.append(JobRecord(
             raw_id=raw_id,
@@ -244,7 +239,9 @@ def parse_array_limits(config_text: str) -> tuple[int, int, bool]:
         max_jobs = int(values["MaxJobCount"])
     except (KeyError, ValueError):
         raise SchedulerError("scontrol show config printed no MaxArraySize/MaxJobCount") from None
-    accounting = values.get("AccountingStorageType", "accounting_storage/none") != "accounting_storage/none"
+    # no accounting storage: "accounting_storage/none" on 22.05, "(null)" on 24.11
+    storage = values.get("AccountingStorageType", "")
+    accounting = none_if_null(storage) is not None and storage != "accounting_storage/none"
     return max_array, max_jobs, accounting
 
 
@@ -255,8 +252,13 @@ def parse_submit_limit(sacctmgr_text: str) -> int | None:
 
 
 def parse_sacct(stdout: str) -> list[JobRecord]:
-    """Rows of ``sacct -n -P -X --delimiter=<SEP> -o <SACCT_FIELDS>`` (with or without ``-c``)."""
-    records: list[JobRecord] = []
+    """Rows of ``sacct -n -P -X --delimiter=<SEP> -o <SACCT_FIELDS>`` (with or without ``-c``).
+
+    One record per job: when a job id occurs more than once the last row wins. ``sacct -c`` prints
+    every jobcomp line in the order written, and job ids come round again after the controller's
+    state is lost (24.11's dev cluster did that on every restart), so the older rows are
+    other, earlier jobs."""
+    latest: dict[str, JobRecord] = {}
     for line in stdout.splitlines():
         parts = line.split(SEP)
         if len(parts) < 6:
@@ -271,7 +273,7 @@ def parse_sacct(stdout: str) -> list[JobRecord]:
         if not raw_id.isdigit():
             continue
         exit_code, signal = parse_exit_pair(exitcode)
-        records.append(JobRecord(
+        rec = JobRecord(
             raw_id=raw_id,
             array_job_id=m.group(1) if m.group(2) is not None else None,
             array_task_id=m.group(2),
@@ -281,8 +283,10 @@ def parse_sacct(stdout: str) -> list[JobRecord]:
             reason=none_if_null(reason),
             stdout_path=None,
             name=none_if_null(name),
-        ))  # fmt: skip
-    return records
+        )  # fmt: skip
+        latest.pop(rec.display_id, None)  # re-insert: the order is that of the latest rows
+        latest[rec.display_id] = rec
+    return list(latest.values())
 
 
 def scontrol_fields(line: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ the unprivileged test user.
 
 from __future__ import annotations
 
+import os
 import pwd
 import re
 import shlex
@@ -20,6 +21,7 @@ import pytest
 from tests.clusterenv import Cluster, job_state, run_job, sbatch_script, wait_job
 
 pytestmark = pytest.mark.cluster
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGE_FORMS: dict[str, Callable[[Cluster], str]] = {
     "sif": lambda c: c.image("tiny_sif"),
@@ -140,3 +142,27 @@ def test_exit_code_and_sacct_fallback(cluster: Cluster, job_dir: Path) -> None:
                          capture_output=True, text=True, check=True, timeout=20, cwd="/").stdout
     assert f"{job}|FAILED|3:0" in out.splitlines(), out
     assert job_state(job) == ("FAILED", 3)
+
+
+def test_up_again_keeps_controller_state_and_daemons(cluster: Cluster, job_dir: Path) -> None:
+    """`dev-cluster up` on a healthy cluster restarts nothing and keeps queued jobs (Slurm 24.11
+    saves the cluster name as ``name|id``; comparing the whole string wiped the state every time)."""
+    if os.getuid() != 0:
+        pytest.skip("scripts/dev-cluster up needs root")
+    held = sbatch_script("#!/bin/sh\nexit 0\n", cwd=job_dir, args=["--hold"])
+    try:
+        pidfile = Path("/run/slurmctld.pid")
+        before = pidfile.read_text().strip()
+        up = subprocess.run([str(REPO / "scripts" / "dev-cluster"), "up"], capture_output=True, text=True,
+                            timeout=600, check=False, cwd="/")  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "wiping" not in up.stdout + up.stderr
+        assert "slurmctld already running" in up.stdout, up.stdout
+        assert pidfile.read_text().strip() == before
+        state = job_state(held)
+        assert state is not None and state[0] == "PENDING", state
+        later = sbatch_script("#!/bin/sh\nexit 0\n", cwd=job_dir, args=["--hold"])
+        subprocess.run(["scancel", later], check=True, timeout=30)
+        assert int(later) > int(held)
+    finally:
+        subprocess.run(["scancel", held], check=False, timeout=30)

@@ -53,9 +53,10 @@ def _record(job_id: str) -> dict[str, str]:
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, check=True).stdout
     line = out.decode("utf-8", "surrogateescape").split("\n")[0]
     fields = scontrol_fields(line)
-    # the two values users write may contain " key=" themselves: cut them at the key scontrol prints next
-    for key, after in (("JobName", "UserId"), ("StdOut", "Power")):
-        m = re.search(rf"(?:^| ){key}=(.*?) {after}=", line)
+    # the two values users write may contain " key=" themselves: cut them at what scontrol prints
+    # next (after StdOut: "Power=" on 22.05, "KillOInInvalidDependent=" on both, or the end)
+    for key, after in (("JobName", " UserId="), ("StdOut", r"(?: (?:Power|KillOInInvalidDependent)=.*)? ?$")):
+        m = re.search(rf"(?:^| ){key}=(.*?){after}", line)
         assert m is not None, line
         fields[key] = m.group(1)
     return fields

@@ -1,0 +1,60 @@
+"""Run the hpcjobs CLI as the dev cluster's test user, with the plugin distributions of plugins/
+installed (the plugins' cluster tests use it). Does not import hpcjobs itself."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UserCli = Callable[..., subprocess.CompletedProcess[str]]
+# what hpcjobs and the plugins need at run time, copied when the test user can't read the venv
+RUNTIME_PACKAGES = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection",
+                    "yaml", "_yaml", "click", "pluggy", "structlog", "spython", "hpcjobs_podman",
+                    "hpcjobs_profile")  # fmt: skip
+
+
+def _ok(user: str, python: str, env: dict[str, str]) -> bool:
+    argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+            python, "-c", "import hpcjobs_podman, hpcjobs"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, cwd="/").returncode == 0
+
+
+def user_cli_fixture(user: str) -> Iterator[UserCli]:
+    home = pwd.getpwnam(user).pw_dir
+    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    python, tmp = sys.executable, None
+    if not _ok(user, python, env):
+        # a venv the user can't read (a clone under /root): copy what runs, with the dist-info's entry points
+        tmp = tempfile.mkdtemp(prefix="hpcjobs-podman-user-", dir="/tmp")
+        for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+            if entry.name.split("-")[0].split(".")[0] in RUNTIME_PACKAGES:
+                src = entry.resolve() if entry.is_symlink() else entry
+                (shutil.copytree if src.is_dir() else shutil.copy2)(src, Path(tmp) / entry.name)
+        for pkg in (REPO / "hpcjobs", *REPO.glob("plugins/*/hpcjobs_*")):
+            if pkg.is_dir() and not (Path(tmp) / pkg.name).exists():
+                shutil.copytree(pkg, Path(tmp) / pkg.name)
+        subprocess.run(["chmod", "-R", "a+rX", tmp], check=True)
+        python = os.path.realpath(sys._base_executable)  # type: ignore[attr-defined]
+        env["PYTHONPATH"] = tmp
+        if not _ok(user, python, env):
+            pytest.fail(f"{user} cannot import hpcjobs and hpcjobs_podman with {python} (PYTHONPATH={tmp})")
+
+    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full = {**env, **(extra_env or {})}
+        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in full.items()],
+                python, "-m", "hpcjobs", *args]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+    yield run
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
