@@ -39,10 +39,10 @@ class PodmanSettings(BaseModel):
         default_factory=list,
         description="Flags before `run`, e.g. ['--runtime', 'runc'] where crun cannot run (prefer containers.conf).",
     )
-    log_level: str | None = Field(
-        "error",
-        description="--log-level before `run`: 'error' keeps the warnings Podman relays from the OCI runtime out of "
-        "the program's output (None: Podman's default, warn).",
+    oci_runtime_log: str | None = Field(
+        "/dev/null",
+        description="--runtime-flag log=…: where the OCI runtime (runc, crun) writes its own log. Its warnings "
+        "otherwise land in the job's output; Podman still reports the runtime's errors. None: its stderr.",
     )
     network: str = Field("host", description="--network: host (HPC shape; rootless slirp needs /dev/net/tun).")
     pid: str | None = Field("host", description="--pid: host, so the host's tools see the tasks (None: omit).")
@@ -70,6 +70,7 @@ class DockerSettings(PodmanSettings):
     ``--userns keep-id`` and no ``--tls-verify`` (its daemon's insecure-registries decide)."""
 
     userns: str | None = Field(None, description="--userns (Docker: only 'host'); None: omit.")
+    oci_runtime_log: str | None = Field(None, description="Docker's CLI has no --runtime-flag: None.")
 
 
 def settings_of(job: ResolvedJob, section: str = "podman") -> PodmanSettings:
@@ -210,11 +211,12 @@ class PodmanRuntime:
         binary = job.source("runtime_binary") if job.runtime_binary else "the runtime's own"
         out = [w([job.runtime_binary or self.default_binary],
                  f"runtime {job.runtime}: {job.source('runtime')}; binary: {binary}")]  # fmt: skip
-        if cfg.log_level:
-            # Podman prints the OCI runtime's warnings into the task's stderr, i.e. the job's output. With --rm
-            # and --pid host, rootless on cgroup v1, runc >= 1.1.15 (Debian 13) warns at every exit that it has
-            # no cgroup to freeze ("lstat : no such file or directory"): Slurm's step cgroup does that job.
-            out.append(w(["--log-level", cfg.log_level], f"podman's own warnings out of the job's output: {site_cfg}"))
+        if cfg.oci_runtime_log:
+            # The OCI runtime's stderr is the task's, i.e. the job's output. With --rm and --pid host, rootless on
+            # cgroup v1, runc 1.1.15 (Debian 13) warns at every exit that it has no cgroup to freeze ("lstat : no
+            # such file or directory"; Podman's --log-level does not reach it). Slurm's step cgroup does that job.
+            out.append(w(["--runtime-flag", f"log={cfg.oci_runtime_log}"],
+                         f"the OCI runtime's own log, out of the job's output: {site_cfg}"))
         if cfg.global_flags:
             out.append(w(cfg.global_flags, f"global flags: {site_cfg}"))
         out.append(w(["run", "--rm"], _mode_note(job)))

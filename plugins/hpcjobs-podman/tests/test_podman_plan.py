@@ -80,7 +80,7 @@ def test_words_and_roles() -> None:
     assert roles[0] == "launcher" and roles[-2:] == ["image", "program"]
     argv = plan.argv()
     assert argv[:2] == ["srun", "--mpi=pmix"]
-    assert argv[2:8] == ["podman", "--log-level", "error", "--runtime", "runc", "run"]
+    assert argv[2:8] == ["podman", "--runtime-flag", "log=/dev/null", "--runtime", "runc", "run"]
     # exec mode: the image's ENTRYPOINT and CMD are cleared, the program follows the image
     i = argv.index("--entrypoint")
     assert argv[i + 1] == "" and argv[i + 2] == "registry.lab.internal:5000/lab/tool:1.2"
@@ -91,13 +91,14 @@ def test_words_and_roles() -> None:
     assert "SLURM_*" in argv and "CUDA_VISIBLE_DEVICES" in argv
 
 
-def test_log_level_is_a_site_setting() -> None:
-    spec = {**CASES["mpi_gpu"], "image": "docker://ghcr.io/x/y:1"}
-    job = pinned(spec)
-    quiet = replace(job, plugin_settings={**job.plugin_settings,
-                                          "podman": {**job.plugin_settings.get("podman", {}), "log_level": None}})
-    assert "--log-level" not in build_plan(quiet).argv()
-    assert build_plan(job).argv()[3:5] == ["--log-level", "error"]
+def test_oci_runtime_log_is_a_site_setting() -> None:
+    job = pinned(CASES["mpi_gpu"])
+    section = {**job.plugin_settings.get("podman", {}), "oci_runtime_log": None}
+    assert "--runtime-flag" not in build_plan(replace(job, plugin_settings={**job.plugin_settings,
+                                                                            "podman": section})).argv()
+    section["oci_runtime_log"] = "/var/log/x y.log"
+    argv = build_plan(replace(job, plugin_settings={**job.plugin_settings, "podman": section})).argv()
+    assert argv[3:5] == ["--runtime-flag", "log=/var/log/x y.log"]
 
 
 def test_run_mode_keeps_entrypoint_and_env_is_literal_words() -> None:

@@ -17,7 +17,7 @@ set -eo pipefail
 # podman: every container starts with a clean environment (the image's ENV, the job's env and the forwarded launch variables); cleanenv changes nothing
 # The command, word by word (<- where each part came from):
 #   podman                                            <- runtime podman: site defaults; binary: the runtime's own
-#   --log-level error                                 <- podman's own warnings out of the job's output: site config plugins.podman (golden-podman)
+#   --runtime-flag log=/dev/null                      <- the OCI runtime's own log, out of the job's output: site config plugins.podman (golden-podman)
 #   --runtime runc                                    <- global flags: site config plugins.podman (golden-podman)
 #   run --rm                                          <- one container per task, removed after it exits; image ENTRYPOINT + CMD
 #   --network host --pid host --userns keep-id        <- HPC shape (host network/pid, own uid): site config plugins.podman (golden-podman)
@@ -26,4 +26,4 @@ set -eo pipefail
 #   -e 'SITE_VAR=site value'                          <- env: site defaults
 #   --mount type=bind,source=/tmp,destination=/tmp    <- bind: site defaults
 #   registry.lab.internal:5000/lab/tool:1.2           <- image: job spec
-exec podman --log-level error --runtime runc run --rm --network host --pid host --userns keep-id --pull missing --tls-verify=false -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' --mount type=bind,source=/tmp,destination=/tmp registry.lab.internal:5000/lab/tool:1.2
+exec podman --runtime-flag log=/dev/null --runtime runc run --rm --network host --pid host --userns keep-id --pull missing --tls-verify=false -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' --mount type=bind,source=/tmp,destination=/tmp registry.lab.internal:5000/lab/tool:1.2
