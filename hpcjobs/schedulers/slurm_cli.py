@@ -587,12 +587,19 @@ class SlurmCli(PollingWait):
             pick = next((r for r in rows if r.get("JobId") == jid), rows[0])
         return none_if_null(pick.get("StdOut"))
 
-    def array_limits(self, qos: str | None = None) -> ArrayLimits:
-        """MaxArraySize and MaxJobCount from ``scontrol show config``; with accounting storage, the
-        user's MaxSubmitJobs (association) and the QoS's MaxSubmitJobsPerUser from ``sacctmgr``.
-        Without slurmdbd (or without sacctmgr) those limits are not enforced, and None."""
-        result = self._query(["scontrol", "show", "config"])
-        max_array, max_jobs, accounting = parse_array_limits(result.stdout)
+    def config_limits(self) -> tuple[int, int, bool]:
+        """(MaxArraySize, MaxJobCount, accounting storage enabled) from ``scontrol show config``:
+        set in slurm.conf, so a caller may keep them per configuration key (see
+        :mod:`hpcjobs.sweep.limitcache`)."""
+        return parse_array_limits(self._query(["scontrol", "show", "config"]).stdout)
+
+    def array_limits(self, qos: str | None = None, config: tuple[int, int, bool] | None = None) -> ArrayLimits:
+        """MaxArraySize and MaxJobCount from ``scontrol show config`` (or ``config``, what
+        :meth:`config_limits` returned); with accounting storage, the user's MaxSubmitJobs
+        (association) and the QoS's MaxSubmitJobsPerUser from ``sacctmgr``, asked every time
+        (``sacctmgr`` changes them without touching slurm.conf). Without slurmdbd (or without
+        sacctmgr) those limits are not enforced, and None."""
+        max_array, max_jobs, accounting = config if config is not None else self.config_limits()
         if not accounting:
             return ArrayLimits(max_array, max_jobs)
         user = os.environ.get("USER") or str(os.getuid())
