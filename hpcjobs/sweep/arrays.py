@@ -59,8 +59,12 @@ def submit_arrays(
     """Render and submit one script per plan; on a refusal, cancel what this call submitted."""
     done: list[ArrayEntry] = []
     first = len(record.arrays)
+    first_script: tuple[ArrayPlan, str] | None = None
     for k, plan in enumerate(plans):
-        script = array_script(job, record.directory, record.id, plan, attempt=attempt, throttle=record.throttle)
+        script = None if first_script is None else same_but_range(*first_script, plan, record.throttle)
+        if script is None:
+            script = array_script(job, record.directory, record.id, plan, attempt=attempt, throttle=record.throttle)
+            first_script = first_script or (plan, script)
         path = record.directory / f"array-{first + k}.sh"
         path.write_text(script, encoding="utf-8")
         try:
@@ -72,6 +76,25 @@ def submit_arrays(
             raise type(exc)(f"array {k + 1} of {len(plans)} refused: {exc}{undone}") from exc
         done.append(ArrayEntry(job_id, attempt, plan))
     return done
+
+
+def same_but_range(rendered: ArrayPlan, script: str, plan: ArrayPlan, throttle: int | None) -> str | None:
+    """The script of ``plan`` from the rendered script of another array of the same sweep and attempt:
+    contiguous arrays differ only in two lines of numbers (``--array`` and the first point), so
+    they are not rendered again. None where that is not certain (a retry's list of points, a line
+    not found exactly once): render it. Equal to rendering it (a unit test compares)."""
+    if rendered.start is None or plan.start is None:
+        return None
+    swaps = [
+        (f"\n#SBATCH --array={rendered.array_spec(throttle)}\n", f"\n#SBATCH --array={plan.array_spec(throttle)}\n"),
+        (f"\nhpcjobs_point=$(({rendered.start} + SLURM_ARRAY_TASK_ID))\n",
+         f"\nhpcjobs_point=$(({plan.start} + SLURM_ARRAY_TASK_ID))\n"),
+    ]  # fmt: skip
+    for old, new in swaps:
+        if script.count(old) != 1:
+            return None
+        script = script.replace(old, new)
+    return script
 
 
 def array_script(
