@@ -178,3 +178,30 @@ def test_a_sweep_renders_its_script_once(tmp_path: Path, sif: None, monkeypatch:
     assert len(sw.job_ids) == 3 and len(calls) == 1
     assert "hpcjobs_point=$((8 + SLURM_ARRAY_TASK_ID))" in fake.scripts[sw.job_ids[2]]
     assert (sw.directory / "array-2.sh").read_text() == fake.scripts[sw.job_ids[2]]
+
+
+def test_job_records_count_a_pending_array_by_its_tasks() -> None:
+    from hpcjobs.schedulers.slurm_cli import count_job_records
+
+    listed = "15089_[0-6,8-1000%50]\n15084_[0-2]\n15090_7\n15091\n15092+0\n\n15093_[4]\n"
+    assert count_job_records(listed) == 7 + 993 + 3 + 1 + 1 + 1 + 1
+    assert count_job_records("") == 0
+    for unreadable in ("15089_[0-3,5,...]", "15089_[5-2]", "15089_[0x1F]", "JOBID", "15089_[0-3"):
+        assert count_job_records(unreadable) is None, unreadable
+
+
+def test_job_records_ask_squeue_r_when_a_line_cannot_be_read() -> None:
+    from hpcjobs.schedulers import SlurmCli
+
+    def answer(call: Completed | object) -> Completed:
+        argv = call.argv  # type: ignore[attr-defined]
+        text = "7_[0-3,5,...]\n8\n" if "-r" not in argv else "7_0\n7_1\n7_2\n7_3\n7_5\n7_9\n8\n"
+        return Completed(argv, 0, text, "")
+
+    runner = RecordingRunner(answer=answer)
+    assert SlurmCli(runner).job_records() == 7
+    first, second = runner.calls
+    assert "-r" not in first.argv and first.env == {"SLURM_BITSTR_LEN": "0"}  # the task list printed whole
+    assert "-r" in second.argv
+    runner = RecordingRunner(answer=lambda c: Completed(c.argv, 0, "7_[0-3,5]\n8\n", ""))
+    assert SlurmCli(runner).job_records() == 6 and len(runner.calls) == 1
