@@ -48,8 +48,8 @@ def encode_points(points: Sequence[Point], carry: Carry) -> list[bytes]:
 
 
 def encode_plain(raw: Sequence[Any], prefix: str | None) -> list[bytes] | None:
-    """The groups of :func:`encode_points` for the common points (a list of strings, or a dict of
-    ``args``: list of strings and ``env``: dict of strings), in one pass with the checks made per
+    """The groups of :func:`encode_points` for the common points (a list of strings, a dict of
+    ``args``: list of strings and ``env``: dict of strings, or a :class:`Point`), in one pass with the checks made per
     group instead of per value: a NUL inside a value shows as one field too many, a value the
     runtime would escape or refuse as one of :data:`~hpcjobs.sweep.envcarry.PLAIN_UNSAFE` in the
     group's environment values. ``prefix``: the runtime's, under which a value free of those
@@ -74,6 +74,10 @@ def encode_plain(raw: Sequence[Any], prefix: str | None) -> list[bytes] | None:
             elif kind is dict and point.keys() <= {"args", "env"}:
                 args, env = point.get("args") or [], point.get("env") or None
                 if type(args) is not list or (env is not None and type(env) is not dict):
+                    return None
+            elif kind is Point:  # from a job file's sweep: section (checked there; checked here again)
+                args, env = point.args, point.env or None
+                if type(args) is not tuple or (env is not None and type(env) is not dict):
                     return None
             else:
                 return None

@@ -133,6 +133,12 @@ def test_property_points_encoded_per_group_are_the_careful_bytes(raw: list[objec
     assert prefix == "APPTAINERENV_"
     fast = encode_plain(raw, prefix)
     try:
+        as_points = to_points(raw)
+    except ConfigError:
+        as_points = None
+    if as_points is not None:
+        assert encode_plain(as_points, prefix) == fast
+    try:
         careful = _careful(raw)
     except ConfigError:
         assert fast is None
@@ -149,6 +155,8 @@ def test_points_encoded_per_group_across_group_files() -> None:
     assert encode_plain([*raw, [1, 2]], "APPTAINERENV_") is None  # numbers: written by the checked path
     assert encode_plain([{"env": {"1BAD": "v"}}], "APPTAINERENV_") is None
     assert encode_plain(raw, None) is None  # a runtime that is asked value by value
+    from_file = to_points(raw)  # Points, as a job file's sweep: section gives them
+    assert encode_plain(from_file, "APPTAINERENV_") == fast
 
 
 @pytest.mark.parametrize("throttle", [None, 7])
