@@ -115,6 +115,8 @@ def main_group(ctx: click.Context, site_path: str | None, verbose: int) -> None:
     """Turn a container workload into a correct Slurm batch job running in Apptainer."""
     from hpcjobs.log import configure_cli_logging
 
+    if ctx.invoked_subcommand not in _GC_PAUSED_COMMANDS:
+        _resume_gc()
     configure_cli_logging(verbose)
     ctx.ensure_object(dict)
     ctx.obj["site_path"] = site_path
@@ -224,6 +226,7 @@ def submit(
         click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
         return
     if sweep_spec is not None:
+        _resume_gc()  # a sweep's many points (and --wait) are not the short call the pause is for
         from hpcjobs.cli_sweep import submit_sweep_file
 
         points = sweep_spec.load(Path(job_file).parent)
@@ -236,6 +239,7 @@ def submit(
         return
     if not as_json:
         click.echo(job.job_id)
+    _resume_gc()
     st = job.wait(poll_s=poll_s)
     if as_json:
         click.echo(json.dumps(_status_dict(st)))
@@ -429,8 +433,36 @@ def run_click(command: click.Command, argv: Sequence[str] | None, prog_name: str
         sys.exit(rc)
 
 
+# Commands that end in bounded time: the cyclic garbage collector stays paused for them (see main).
+_GC_PAUSED_COMMANDS = ("render", "submit")
+_gc_paused = False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    run_click(main_group, argv, "hpcjobs")
+    """The ``hpcjobs`` entry point. The cyclic garbage collector is paused while ``render`` and
+    ``submit`` run: start-up (imports, pydantic classes and validators) allocates many objects that
+    all stay alive, so the collections they trigger free nothing and cost a few per cent of the
+    CPU of such a call (docs/benchmarks.md). Every other command, and ``submit --wait`` before it waits,
+    resumes collection."""
+    import gc
+
+    global _gc_paused
+    _gc_paused = gc.isenabled()
+    gc.disable()
+    try:
+        run_click(main_group, argv, "hpcjobs")
+    finally:
+        _resume_gc()
+
+
+def _resume_gc() -> None:
+    """Resume collection before open-ended work, where :func:`main` paused it."""
+    global _gc_paused
+    if _gc_paused:
+        import gc
+
+        gc.enable()
+        _gc_paused = False
 
 
 if __name__ == "__main__":

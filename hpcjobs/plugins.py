@@ -81,9 +81,7 @@ def _registry() -> _Registry:
     for ep in _entry_points():
         if pm.get_plugin(ep.name) is not None or ep.name in reg.failures:
             continue
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+        dist_name, version = ep.dist, ep.version
         try:
             obj = ep.load()
             api = getattr(obj, "HPCJOBS_PLUGIN_API", None)
@@ -113,14 +111,16 @@ off an installed third-party plugin without uninstalling it. Built-ins always lo
 
 def _entry_points() -> Sequence[Any]:
     import os
-    from importlib.metadata import entry_points
+
+    # importlib.metadata's answer, cached per user keyed by the installed distributions (a warm
+    # CLI call then reads no package metadata); loading and failure reporting are unchanged
+    from hpcjobs.plugin_index import entry_points
 
     off = {n.strip().lower() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
-    found = list(entry_points(group=GROUP))
+    found = entry_points(GROUP)
     if not off:
         return found
-    return [ep for ep in found if ep.name.lower() not in off
-            and str(getattr(getattr(ep, "dist", None), "name", "") or "").lower() not in off]  # fmt: skip
+    return [ep for ep in found if ep.name.lower() not in off and (ep.dist or "").lower() not in off]
 
 
 def _exc_text(exc: BaseException) -> str:

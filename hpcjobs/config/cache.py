@@ -21,24 +21,20 @@ import hashlib
 import os
 import pickle
 import stat
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpcjobs.user_cache import DISABLE_VAR, cache_root, enabled
+from hpcjobs.user_cache import owned_private as _owned_private
+from hpcjobs.user_cache import private_dir as _private_dir
+
 if TYPE_CHECKING:
     from hpcjobs.config.site import SiteConfig
 
-DISABLE_VAR = "HPCJOBS_NO_SITE_CACHE"
+__all__ = ["DISABLE_VAR", "cache_root", "enabled", "load_cached", "plugins_fingerprint", "site_key", "store"]
+
 _FORMAT = b"hpcjobs-site-cache-1"
-
-
-def cache_root(env: Mapping[str, str] | None = None) -> Path:
-    """``$XDG_CACHE_HOME/hpcjobs`` or ``~/.cache/hpcjobs`` (the per-user cache of hpcjobs)."""
-    environ = os.environ if env is None else env
-    base = environ.get("XDG_CACHE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path(environ.get("HOME") or Path.home()) / ".cache"
-    return root / "hpcjobs"
 
 
 def site_key(content: bytes) -> str:
@@ -64,23 +60,15 @@ def site_key(content: bytes) -> str:
 def plugins_fingerprint() -> str:
     """The installed hpcjobs plugins (entry points and their distributions' versions): what a site
     config may name (mpi kinds, GPU flags, wrappers) depends on them, so they are part of the key."""
-    from importlib.metadata import entry_points
-
-    from hpcjobs.plugin_api import GROUP
+    from hpcjobs.plugin_index import entry_points
 
     items = []
-    for ep in entry_points(group=GROUP):
-        dist = getattr(ep, "dist", None)
-        version = f"{dist.name}=={dist.version}" if dist is not None else "?"
+    for ep in entry_points("hpcjobs"):  # plugin_api.GROUP, whose import would pull in pluggy
+        version = f"{ep.dist}=={ep.version}" if ep.dist is not None else "?"
         items.append(f"{ep.name}={ep.value}@{version}")
     # plugins turned off by HPCJOBS_DISABLE_PLUGINS declare nothing: a different set of valid names
     disabled = os.environ.get("HPCJOBS_DISABLE_PLUGINS", "")
     return "\n".join([*sorted(items), f"disabled:{disabled}"])
-
-
-def enabled(env: Mapping[str, str] | None = None) -> bool:
-    environ = os.environ if env is None else env
-    return environ.get(DISABLE_VAR, "") in ("", "0")
 
 
 def load_cached(key: str, env: Mapping[str, str] | None = None) -> SiteConfig | None:
@@ -123,6 +111,8 @@ def store(key: str, site: SiteConfig, env: Mapping[str, str] | None = None) -> N
         for name in site.partitions:  # pickled along: a hit then builds no Partition validators
             site.effective(name)
         payload = _FORMAT + b"\n" + pickle.dumps(site, protocol=pickle.HIGHEST_PROTOCOL)
+        import tempfile  # only on a miss: it pulls in shutil, bz2, lzma
+
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pickle")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -133,15 +123,3 @@ def store(key: str, site: SiteConfig, env: Mapping[str, str] | None = None) -> N
             raise
     except OSError:
         return
-
-
-def _owned_private(st: os.stat_result) -> bool:
-    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _private_dir(folder: Path) -> bool:
-    try:
-        st = os.lstat(folder)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and _owned_private(st)

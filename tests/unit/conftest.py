@@ -15,8 +15,7 @@ def _core_entry_points(original: Any) -> Any:
     def entry_points() -> Sequence[Any]:
         keep = []
         for ep in original():
-            dist = getattr(ep, "dist", None)
-            name = dist.metadata["Name"] if dist is not None else "hpcjobs"
+            name = ep.dist or "hpcjobs"  # plugin_index rows carry the distribution's name
             if name == "hpcjobs" or name.startswith("hpcjobs-test-"):
                 keep.append(ep)
         return keep

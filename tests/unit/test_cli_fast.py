@@ -49,3 +49,78 @@ def test_user_error_is_one_line_exit_2(tmp_path) -> None:  # type: ignore[no-unt
     )
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("hpcjobs: error: ") and "nope.yaml" in r.stderr
+
+
+def _gc_state_during(monkeypatch: pytest.MonkeyPatch, target: str, argv: list[str]) -> list[bool]:
+    """Run ``hpcjobs ARGV`` in process; record whether the cyclic GC was on when ``target`` ran."""
+    import gc
+    import importlib
+
+    from hpcjobs.cli import main
+
+    module_name, attr = target.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    real = getattr(module, attr)
+    seen: list[bool] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, attr, spy)
+    assert gc.isenabled()
+    main(argv)
+    assert gc.isenabled(), "main must leave the collector as it found it"
+    return seen
+
+
+def test_render_runs_with_the_collector_paused_and_main_restores_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "job.yaml").write_text("image: /i/x.sif\ncommand: [x]\n")
+    (tmp_path / "site.yaml").write_text("name: t\ndefault_partition: cpu\npartitions: {cpu: {}}\n")
+    argv = ["render", "--site", str(tmp_path / "site.yaml"), str(tmp_path / "job.yaml")]
+    assert _gc_state_during(monkeypatch, "hpcjobs.render.render", argv) == [False]
+
+
+def test_other_commands_run_with_the_collector_on(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert _gc_state_during(monkeypatch, "hpcjobs.plugins.plugin_infos", ["plugins", "--json"]) == [True]
+
+
+def test_submit_resumes_the_collector_before_it_waits(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gc
+    from types import SimpleNamespace
+
+    from hpcjobs.api import ContainerJob
+    from hpcjobs.cli import main
+
+    seen: dict[str, bool] = {}
+
+    class FakeJob:
+        job_id = "42"
+
+        def wait(self, poll_s: float) -> object:
+            seen["wait"] = gc.isenabled()
+            return SimpleNamespace(job_id="42", state=SimpleNamespace(name="COMPLETED"), exit_code=0)
+
+    def fake_submit(self: ContainerJob, site: object = None, overrides: object = None) -> FakeJob:
+        seen["submit"] = gc.isenabled()
+        return FakeJob()
+
+    monkeypatch.setattr(ContainerJob, "submit", fake_submit)
+    (tmp_path / "job.yaml").write_text("image: /i/x.sif\ncommand: [x]\n")
+    main(["submit", "--wait", str(tmp_path / "job.yaml")])
+    assert seen == {"submit": False, "wait": True}
+    assert gc.isenabled()
+
+
+def test_a_sweep_submit_runs_with_the_collector_on(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    import hpcjobs.cli_sweep
+    from hpcjobs.cli import main
+
+    seen: list[bool] = []
+    monkeypatch.setattr(hpcjobs.cli_sweep, "submit_sweep_file", lambda *a, **k: seen.append(gc.isenabled()))
+    (tmp_path / "job.yaml").write_text("image: /i/x.sif\ncommand: [x]\nsweep:\n  points: [[a], [b]]\n")
+    main(["submit", str(tmp_path / "job.yaml")])
+    assert seen == [True]
+    assert gc.isenabled()
