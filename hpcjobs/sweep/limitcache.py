@@ -37,9 +37,9 @@ def cached_config_limits(
 ) -> Limits:
     """``fetch()`` (which asks Slurm through ``runner``), or what it returned earlier for the same
     configuration key."""
-    from hpcjobs.config.cache import cache_root
     from hpcjobs.config.discovered import config_key
     from hpcjobs.errors import HpcjobsError
+    from hpcjobs.user_cache import cache_root
 
     environ = os.environ if env is None else env
     if not asks_this_host(runner):
@@ -68,7 +68,8 @@ def asks_this_host(runner: Runner | None) -> bool:
 
 
 def _read(path: Path, digest: str) -> Limits | None:
-    from hpcjobs.config.discovered import MAX_AGE_S, _private, _private_dir
+    from hpcjobs.config.discovered import MAX_AGE_S
+    from hpcjobs.user_cache import owned_private, private_dir
 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
@@ -76,7 +77,7 @@ def _read(path: Path, digest: str) -> Limits | None:
         return None
     try:
         st = os.fstat(fd)
-        if not (stat.S_ISREG(st.st_mode) and _private(st) and _private_dir(path.parent)):
+        if not (stat.S_ISREG(st.st_mode) and owned_private(st) and private_dir(path.parent)):
             return None
         if time.time() - st.st_mtime > MAX_AGE_S:
             return None
