@@ -133,6 +133,8 @@ def side_by_side(n: int, rounds: int, work: Path, pts: list[dict[str, Any]]) -> 
         api_s.append(time.perf_counter() - t0)
         sw.cancel()
     assert sw is not None
+    recorded = RecordingRunner()  # every call goes to Slurm; a 2-point sweep makes the same calls plus sbatch
+    job.map(pts[:2], SITE, runner=recorded, cwd=work).cancel()
     scontrol_s = query_s(["scontrol", "show", "config"])
     squeue_s = query_s(["squeue", "-h", "-r", "-t", "all", "-o", "%i"])
     os.environ["XDG_CACHE_HOME"] = str(work / "cache-model")  # the model's limits are not the cluster's
@@ -147,6 +149,7 @@ def side_by_side(n: int, rounds: int, work: Path, pts: list[dict[str, Any]]) -> 
     return {"n": n, "arrays": len(plans), "api_s": statistics.median(api_s), "raw_s": statistics.median(raw_s),
             "scontrol_s": scontrol_s, "squeue_s": squeue_s, "local_s": min(local),
             "big_arrays": len(plan_arrays(range(BIG), limits, contiguous=True)),
+            "slurm_calls": [" ".join(c.argv[:3]) for c in recorded.calls if c.argv[0] != "scancel"],
             "sweep": str(sw.directory), "big_sweep": str(big_sweep.directory if big_sweep else "")}  # fmt: skip
 
 
@@ -154,6 +157,8 @@ def report(tag: str, r: dict[str, Any], rounds: int) -> tuple[float, float]:
     api, raw, n = r["api_s"], r["raw_s"], r["n"]
     print(f"(1){tag} {n} points in {r['arrays']} arrays: raw sbatch --array {raw * 1000:.0f} ms, ContainerJob.map "
           f"{api * 1000:.0f} ms, ratio {api / raw:.2f} (goal <= 1.5; median of {rounds})")  # fmt: skip
+    print(f"   {tag} Slurm calls of one submission (a 2-point sweep, limits kept from the first): "
+          f"{', '.join(r['slurm_calls'])}")  # fmt: skip
     per_chunk = raw / r["arrays"]
     model_api = r["local_s"] + per_chunk * r["big_arrays"]
     model_raw = per_chunk * r["big_arrays"]
@@ -217,7 +222,7 @@ def main() -> None:
             print(json.dumps({**r, "hpcjobs": str(Path(hpcjobs.__file__).parent)}))
             return
         runs = 2 * opts.pairs if opts.baseline_src else 1
-        room_for(runs * (2 * n * opts.rounds + 4) + opts.loop_sample + 10, limits.max_job_count)
+        room_for(runs * (2 * n * opts.rounds + 6) + opts.loop_sample + 10, limits.max_job_count)
         if opts.baseline_src:  # (2) from the last child of this tree; (4) not run (the children are gone)
             r = compare(opts)
             api, model_api = r["api_s"], r["local_s"] + r["raw_s"] / r["arrays"] * r["big_arrays"]
