@@ -122,6 +122,23 @@ def main_group(ctx: click.Context, site_path: str | None, verbose: int) -> None:
     ctx.obj["site_path"] = site_path
 
 
+def _target_text(tgt: Any, job: Any, job_file: str, sweep_spec: Any) -> str:
+    """What target ``tgt`` submits for the job file: its render, or its sweep render for a ``sweep:``."""
+    if sweep_spec is None:
+        return str(tgt.render(job))
+    from pathlib import Path
+
+    from hpcjobs.errors import ConfigError
+    from hpcjobs.plugin_api import supports_sweeps
+
+    if not supports_sweeps(tgt):
+        raise ConfigError(f"a sweep: section needs a target that runs sweeps; target {tgt.name!r} has none")
+    if sweep_spec.dir is not None:
+        raise ConfigError(f"sweep.dir is where the Slurm path keeps points and logs; target {tgt.name!r} keeps "
+                          "them itself: remove sweep.dir to run the sweep there")  # fmt: skip
+    return str(tgt.render_sweep(job, sweep_spec.load(Path(job_file).parent)))
+
+
 @main_group.command()
 @click.argument("job_file", type=click.Path(dir_okay=False))
 @_site_option
@@ -157,9 +174,7 @@ def render(
 
         if explain:
             raise ConfigError(f"--explain annotates sbatch scripts; target {target!r} has no such view")
-        if sweep_spec is not None:
-            raise ConfigError(f"a sweep: section submits Slurm job arrays; target {target!r} has no sweeps")
-        click.echo(get_target(target).render(job), nl=False)
+        click.echo(_target_text(get_target(target), job, job_file, sweep_spec), nl=False)
         return
     if not image_as_written:
         from hpcjobs.api import prepare_image
@@ -218,11 +233,9 @@ def submit(
 
         if wait_:
             raise ConfigError(f"--wait works with target slurm only; poll target {target!r} with hpcjobs status")
-        if sweep_spec is not None:
-            raise ConfigError(f"a sweep: section submits Slurm job arrays; target {target!r} has no sweeps")
         tgt = get_target(target)
         resolved = resolve(spec, load_site_arg(_site_path(ctx, site_path)), parse_sets(sets))
-        job_id = tgt.submit(resolved, tgt.render(resolved), _target_runner())
+        job_id = tgt.submit(resolved, _target_text(tgt, resolved, job_file, sweep_spec), _target_runner())
         click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
         return
     if sweep_spec is not None:

@@ -417,6 +417,31 @@ class Target(Protocol):
         ...
 
 
+class SweepPoint(Protocol):
+    """One point of a sweep (:class:`hpcjobs.sweep.points.Point` is one): ``args`` follow the job's
+    command, ``env`` is laid over its environment."""
+
+    @property
+    def args(self) -> tuple[str, ...]: ...
+
+    @property
+    def env(self) -> Mapping[str, str]: ...
+
+
+class SweepTarget(Target, Protocol):
+    """A target that also runs sweeps (a job file's ``sweep:``, ``ContainerJob.map``): optional,
+    found by :func:`supports_sweeps`. A target without it refuses sweeps in the core."""
+
+    def render_sweep(self, job: ResolvedJob, points: Sequence[SweepPoint]) -> str:
+        """One task per point: ``points[i].args`` after the job's command, ``points[i].env`` over its
+        environment, byte for byte. Pure; the text goes to :meth:`Target.submit`."""
+        ...
+
+
+def supports_sweeps(target: Target) -> bool:
+    return callable(getattr(target, "render_sweep", None))
+
+
 # --------------------------------------------------------------------------- hooks
 
 
@@ -488,6 +513,8 @@ __all__ = [
     "Runtime",
     "SbatchPart",
     "ScriptLine",
+    "SweepPoint",
+    "SweepTarget",
     "Target",
     "TargetStatus",
     "Words",
@@ -496,4 +523,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "parse_api_version",
+    "supports_sweeps",
 ]  # fmt: skip

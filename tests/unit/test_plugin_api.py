@@ -233,3 +233,28 @@ def test_a_plugin_failing_while_building_the_plan_is_named(dists: None) -> None:
     job = resolve(JobSpec(image="/i/x.sif", wrappers=["bad-wrapper"]), load_site_text(SITE))
     with pytest.raises(PluginError, match="wrapper 'bad-wrapper' failed while building the launch plan: KeyError"):
         build_plan(job)
+
+
+def test_a_target_without_render_sweep_refuses_a_sweep(tmp_path: Path) -> None:
+    from hpcjobs.cli import _target_text
+    from hpcjobs.plugin_api import supports_sweeps
+    from hpcjobs.sweep.spec import SweepSpec
+
+    class Plain:
+        name = "plain"
+
+        def render(self, job: object) -> str:
+            return "one job\n"
+
+    class Sweeping(Plain):
+        def render_sweep(self, job: object, points: list[object]) -> str:
+            return f"{len(points)} points\n"
+
+    sweep = SweepSpec(points=[["a"], ["b"]])
+    assert not supports_sweeps(Plain()) and supports_sweeps(Sweeping())
+    assert _target_text(Plain(), None, str(tmp_path / "job.yaml"), None) == "one job\n"
+    assert _target_text(Sweeping(), None, str(tmp_path / "job.yaml"), sweep) == "2 points\n"
+    with pytest.raises(ConfigError, match="a sweep: section needs a target that runs sweeps; target 'plain' has none"):
+        _target_text(Plain(), None, str(tmp_path / "job.yaml"), sweep)
+    with pytest.raises(ConfigError, match=r"remove sweep\.dir"):
+        _target_text(Sweeping(), None, str(tmp_path / "job.yaml"), SweepSpec(points=[["a"]], dir=str(tmp_path)))

@@ -29,7 +29,10 @@ with log.open("a") as f:
 if args[-2:] == ["config", "current-context"]:
     print("lab")
 elif "create" in args:
-    print("job.batch/" + json.loads(stdin)["metadata"]["name"])
+    doc = json.loads(stdin)
+    for item in doc["items"] if doc["kind"] == "List" else [doc]:
+        kind = {{"Job": "job.batch", "ConfigMap": "configmap", "MPIJob": "mpijob.kubeflow.org"}}[item["kind"]]
+        print(kind + "/" + item["metadata"]["name"])
 elif "get" in args:
     print(json.dumps({{"kind": "Job", "metadata": {{"name": args[-3].split("/")[1]}},
                       "status": {{"conditions": [{{"type": "Complete", "status": "True"}}]}}}}))
@@ -112,3 +115,56 @@ def test_without_kubectl_the_error_is_one_line(tmp_path: Path) -> None:
                        capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr == f"hpcjobs: error: {tmp_path}/no-such-kubectl: program not found on PATH\n"
+
+
+@pytest.mark.parametrize("user", USERS, ids=lambda u: u or "self")
+def test_a_sweep_job_file_renders_and_submits_as_a_list(shared_dir: Path, user: str | None) -> None:
+    log = shared_dir / "calls.jsonl"
+    fake = shared_dir / "kubectl"
+    fake.write_text(FAKE.format(python=sys.executable, log=str(log)))
+    fake.chmod(0o755)
+    site = yaml.safe_load((HERE / "site.yaml").read_text())
+    site["plugins"]["kubernetes"]["kubectl"] = str(fake)
+    (shared_dir / "site.yaml").write_text(yaml.safe_dump(site))
+    hostile = "$(HOME) ; echo x\n'q'"
+    (shared_dir / "job.yaml").write_text(yaml.safe_dump({
+        "image": "docker://python:3.12", "name": "fit", "entrypoint": ["python", "fit.py"], "array_throttle": 2,
+        "sweep": {"grid": {"args": {"--lr": ["0.1", hostile]}, "env": {"SEED": ["1", "2"]}}}}))  # fmt: skip
+
+    def hpcjobs(*args: str) -> subprocess.CompletedProcess[str]:
+        prefix = ["runuser", "-u", user, "--"] if user else []
+        return subprocess.run([*prefix, str(HPCJOBS), "--site", str(shared_dir / "site.yaml"), *args],
+                              capture_output=True, text=True, check=False, timeout=120, cwd=shared_dir)  # fmt: skip
+
+    for f in ("site.yaml", "job.yaml"):
+        (shared_dir / f).chmod(0o644)
+    shown = hpcjobs("render", "job.yaml", "--target", "k8s")
+    assert shown.returncode == 0, shown.stderr
+    rendered = yaml.safe_load(shown.stdout)
+    assert [i["kind"] for i in rendered["items"]] == ["ConfigMap", "Job"]
+    assert (rendered["items"][1]["spec"]["completions"], rendered["items"][1]["spec"]["parallelism"]) == (4, 2)
+    sub = hpcjobs("submit", "job.yaml", "--target", "k8s")
+    assert (sub.returncode, sub.stdout, sub.stderr) == (0, "fit\n", "")
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert json.loads(calls[-1]["stdin"]) == rendered
+    waits = hpcjobs("submit", "job.yaml", "--target", "k8s", "--wait")
+    assert waits.returncode == 2 and "--wait works with target slurm only" in waits.stderr
+
+
+def test_an_mpi_job_submits_as_an_mpijob(shared_dir: Path) -> None:
+    log = shared_dir / "calls.jsonl"
+    fake = shared_dir / "kubectl"
+    fake.write_text(FAKE.format(python=sys.executable, log=str(log)))
+    fake.chmod(0o755)
+    site = yaml.safe_load((HERE / "site.yaml").read_text())
+    site["plugins"]["kubernetes"].update(kubectl=str(fake), mpi_operator="kubeflow.org/v2beta1")
+    (shared_dir / "site.yaml").write_text(yaml.safe_dump(site))
+    (shared_dir / "job.yaml").write_text(yaml.safe_dump({"image": "docker://lab/mpi:1", "name": "ring", "nodes": 2,
+                                                        "ntasks": 4, "entrypoint": ["ring", "$(X) ; y"]}))
+    sub = subprocess.run([str(HPCJOBS), "--site", str(shared_dir / "site.yaml"), "submit", "job.yaml", "--target",
+                          "k8s"], capture_output=True, text=True, check=False, timeout=120, cwd=shared_dir)  # fmt: skip
+    assert (sub.returncode, sub.stdout, sub.stderr) == (0, "mpijob/ring\n", "")
+    sent = json.loads([json.loads(line) for line in log.read_text().splitlines()][-1]["stdin"])
+    assert (sent["kind"], sent["spec"]["slotsPerWorker"]) == ("MPIJob", 2)
+    (launcher,) = sent["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"]
+    assert launcher["command"][-2:] == ["ring", "$$(X) ; y"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from hpcjobs.plugin_api import Target, hookimpl
+from hpcjobs.plugin_api import SweepTarget, hookimpl
 from hpcjobs_k8s.settings import SECTION, KubernetesSettings
 from hpcjobs_k8s.target import KubernetesTarget
 
@@ -20,8 +20,8 @@ __all__ = ["HPCJOBS_PLUGIN_API", "KubernetesSettings", "KubernetesTarget"]
 
 
 @hookimpl
-def hpcjobs_targets() -> Sequence[Target]:
-    return [KubernetesTarget()]
+def hpcjobs_targets() -> Sequence[SweepTarget]:
+    return [KubernetesTarget()]  # typed SweepTarget: mypy checks render_sweep against the contract
 
 
 @hookimpl

@@ -65,7 +65,8 @@ def _refuse_slurm_only(job: ResolvedJob) -> None:
     if job.multi_task:
         raise ConfigError(
             f"target k8s runs one task per pod; this job asks for nodes={job.nodes}, ntasks={job.ntasks} "
-            "(MPI): run it on Slurm (target k8s has no MPI operator support)"
+            "(MPI): only a single job becomes an MPIJob (site setting plugins.kubernetes.mpi_operator), "
+            "not an array or sweep; run it on Slurm"
         )
     set_by_job = [
         ("extra_sbatch", any(job.source(f"extra_sbatch[{i}]").startswith(_JOB_SET) for i in
@@ -209,7 +210,15 @@ def manifest(job: ResolvedJob, settings: KubernetesSettings) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
 
 
+class _NoAliases(yaml.SafeDumper):
+    """A value shared by two parts of the manifest is written twice: no ``&id001``/``*id001``."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def to_yaml(doc: dict[str, Any]) -> str:
     """ASCII YAML that reads back to ``doc`` exactly (PyYAML quotes what would read as a number or bool)."""
     # allow_unicode would write U+0085 (NEL) raw, which reads back as a line break: escape non-ASCII
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False, width=2**30)
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, default_flow_style=False, allow_unicode=False,
+                     width=2**30)  # fmt: skip

@@ -74,6 +74,16 @@ class KubernetesSettings(_Strict):
     gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource a GPU is requested as.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Secrets (by name) to pull images.")
     volumes: list[VolumeMap] = Field(default_factory=list, description="Host paths binds may use, as volumes.")
+    mpi_operator: Literal["kubeflow.org/v2beta1"] | None = Field(
+        None, description="The MPI operator's API version: multi-task jobs become its MPIJob (default: refused)."
+    )
+    mpi_implementation: Literal["OpenMPI", "Intel", "MPICH"] = Field(
+        "OpenMPI", description="MPIJob spec.mpiImplementation: the MPI in the images."
+    )
+    mpi_worker_command: list[str] = Field(
+        default_factory=lambda: ["/usr/sbin/sshd", "-De"], min_length=1,
+        description="What MPIJob workers run (the launcher's mpirun reaches them over ssh).",
+    )
 
     @field_validator("namespace")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -12,7 +12,12 @@ from hpcjobs.errors import HpcjobsError
 from hpcjobs.plugin_api import ResolvedJob, TargetStatus
 from hpcjobs_k8s import kubectl
 from hpcjobs_k8s.manifest import manifest, to_yaml
+from hpcjobs_k8s.mpijob import mpijob_manifest
 from hpcjobs_k8s.settings import settings_of
+from hpcjobs_k8s.sweep import sweep_manifest
+
+if TYPE_CHECKING:
+    from hpcjobs.plugin_api import SweepPoint
 
 __all__ = ["KubernetesTarget"]
 
@@ -29,7 +34,14 @@ class KubernetesTarget:
     name = "k8s"
 
     def render(self, job: ResolvedJob) -> str:
-        return to_yaml(manifest(job, settings_of(job.plugin_settings)))
+        settings = settings_of(job.plugin_settings)
+        return to_yaml(mpijob_manifest(job, settings) if job.multi_task else manifest(job, settings))
+
+    def render_sweep(self, job: ResolvedJob, points: Sequence[SweepPoint]) -> str:
+        from hpcjobs.sweep.points import Point
+
+        own = [p if isinstance(p, Point) else Point(tuple(p.args), dict(p.env)) for p in points]
+        return to_yaml(sweep_manifest(job, settings_of(job.plugin_settings), own))
 
     def submit(self, job: ResolvedJob, text: str, runner: Any) -> str:
         settings = settings_of(job.plugin_settings)
