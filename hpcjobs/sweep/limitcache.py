@@ -37,13 +37,15 @@ def cached_config_limits(
 ) -> Limits:
     """``fetch()`` (which asks Slurm through ``runner``), or what it returned earlier for the same
     configuration key."""
-    from hpcjobs.config.discovered import config_key
+    from hpcjobs.config.discovered import DEFAULT_SLURM_CONF, config_key
     from hpcjobs.errors import HpcjobsError
     from hpcjobs.user_cache import cache_root
 
     environ = os.environ if env is None else env
     if not asks_this_host(runner):
         return fetch()
+    if not os.access(environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF, os.R_OK):
+        return fetch()  # configless: the key would be one more scontrol show config
     try:
         key = config_key(runner, environ)
     except HpcjobsError:

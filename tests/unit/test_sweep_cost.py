@@ -64,6 +64,21 @@ def test_limits_are_asked_once_per_configuration_key(env: dict[str, str]) -> Non
     assert fetch.calls == 2
 
 
+def test_a_configless_client_asks_once_and_keeps_nothing(env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:  # fmt: skip
+    import hpcjobs.config.discovered as discovered
+
+    keyed: list[object] = []  # a key from scontrol show config would be a second query
+    monkeypatch.setattr(discovered, "_key_from_scontrol", lambda *a: keyed.append(a) or discovered.ConfigKey(
+        "lab", "d", "scontrol show config"))  # fmt: skip
+    fetch = Fetch()
+    configless = {**env, "SLURM_CONF": env["SLURM_CONF"] + ".absent"}
+    for _ in range(2):
+        assert cached_config_limits(fetch, None, configless) == (1001, 10000, False)
+    assert fetch.calls == 2 and keyed == []
+    assert not (Path(env["XDG_CACHE_HOME"]) / "hpcjobs" / "limits").exists()
+
+
 def test_kept_limits_are_not_trusted_when_others_could_write_them(env: dict[str, str]) -> None:
     fetch = Fetch()
     cached_config_limits(fetch, None, env)
