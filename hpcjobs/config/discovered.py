@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcjobs.config.cache import cache_root
+from hpcjobs.user_cache import owned_private, private_dir
 
 if TYPE_CHECKING:
     from hpcjobs.runner import Runner
@@ -165,7 +166,7 @@ def _cached_key(path: Path, now_s: float | None) -> str | None:
         return None
     try:
         st = os.fstat(fd)
-        if not (stat.S_ISREG(st.st_mode) and _private(st) and _private_dir(path.parent)):
+        if not (stat.S_ISREG(st.st_mode) and owned_private(st) and private_dir(path.parent)):
             return None
         if (time.time() if now_s is None else now_s) - st.st_mtime > MAX_AGE_S:
             return None
@@ -182,7 +183,7 @@ def _write_private(folder: Path, path: Path, text: str) -> str | None:
     """Publish ``text`` at ``path`` atomically; the reason when it cannot be (then nothing is cached)."""
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _private_dir(folder):
+        if not private_dir(folder):
             return f"{folder} is not a folder that only you can write, so the cluster is asked on every call"
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
         try:
@@ -196,15 +197,3 @@ def _write_private(folder: Path, path: Path, text: str) -> str | None:
     except OSError as exc:
         return f"cannot write {path} ({exc.strerror or exc}), so the cluster is asked on every call"
     return None
-
-
-def _private(st: os.stat_result) -> bool:
-    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-
-
-def _private_dir(folder: Path) -> bool:
-    try:
-        st = os.lstat(folder)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and _private(st)

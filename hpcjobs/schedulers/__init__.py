@@ -3,6 +3,10 @@ importable pyslurm matching the cluster's Slurm is installed).
 
 ``HPCJOBS_SCHEDULER=cli|pyslurm`` (or ``prefer=``) forces one; ``auto`` (the default) picks
 pyslurm only when it is usable, else the CLI. Importing this package never imports pyslurm.
+
+Both backends submit through ``sbatch``, the reference parser of the ``#SBATCH`` lines ``render``
+writes, so installing pyslurm can never change what a submission does; the pyslurm backend answers
+status, wait, cancel and log-path queries in-process (see :mod:`.pyslurm_backend` for why).
 """
 
 from __future__ import annotations
@@ -70,7 +74,9 @@ def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Sc
     or broken pyslurm never breaks the automatic choice.
     """
     kind, why = _choose(runner, prefer)
-    get_logger("hpcjobs.schedulers").info("scheduler.backend", backend=kind, why=why)
+    submit, queries = roles(kind)
+    get_logger("hpcjobs.schedulers").info("scheduler.backend", backend=kind, submit=submit, queries=queries,
+                                          why=why)  # fmt: skip
     if kind == "pyslurm":
         from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend
 
@@ -78,14 +84,29 @@ def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Sc
     return SlurmCli(runner)
 
 
+def choose_backend(runner: Runner | None = None, prefer: str | None = None) -> tuple[str, str]:
+    """(``cli`` | ``pyslurm``, why): the choice :func:`get_scheduler` makes, without building it."""
+    return _choose(runner, prefer)
+
+
+def roles(kind: str) -> tuple[str, str]:
+    """(what submits, what answers status/wait/cancel/logs) for a backend kind."""
+    if kind == "pyslurm":
+        return "sbatch", "pyslurm"
+    return "sbatch", "squeue/sacct/scancel/scontrol"
+
+
 def describe_backend(runner: Runner | None = None, prefer: str | None = None) -> str:
-    """One line naming the backend :func:`get_scheduler` picks and why, e.g.
-    ``slurm-cli (pyslurm not importable)``."""
+    """One line naming the backend :func:`get_scheduler` picks, what does what, and why, e.g.
+    ``slurm-cli: submit via sbatch, status/wait/cancel/logs via squeue/sacct/scancel/scontrol
+    (pyslurm not importable)``."""
     try:
         kind, why = _choose(runner, prefer)
     except BackendUnavailable as exc:
         return f"none: {exc}"
-    return f"{'pyslurm' if kind == 'pyslurm' else SlurmCli.name} ({why})"
+    submit, queries = roles(kind)
+    name = "pyslurm" if kind == "pyslurm" else SlurmCli.name
+    return f"{name}: submit via {submit}, status/wait/cancel/logs via {queries} ({why})"
 
 
 __all__ = [
@@ -95,6 +116,8 @@ __all__ = [
     "JobStatus",
     "Scheduler",
     "SlurmCli",
+    "choose_backend",
     "describe_backend",
     "get_scheduler",
+    "roles",
 ]

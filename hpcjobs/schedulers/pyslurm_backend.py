@@ -1,9 +1,17 @@
-"""Slurm through pyslurm (>= 22.5, the ``JobSubmitDescription`` / ``Job`` / ``Jobs`` API), in-process.
+"""Slurm through pyslurm (>= 22.5, the ``Job`` / ``Jobs`` API) for queries, sbatch for submission.
 
 pyslurm must be built against the site's Slurm: its major.minor has to match Slurm's
 (pyslurm 22.5.x ↔ Slurm 22.05). No PyPI release matches every Slurm, so pyslurm is optional:
 :func:`pyslurm_usable` says whether an importable, matching pyslurm is present, and never raises.
 ``pyslurm`` is imported only inside these functions, never when this module is imported.
+
+Submission always goes through ``sbatch`` (:class:`SlurmCli`): sbatch is the reference parser of
+the ``#SBATCH`` lines ``render`` writes, and pyslurm's ``JobSubmitDescription.load_sbatch_options``
+is not faithful to it (measured with pyslurm 22.5.3, see docs/benchmarks.md): it takes a file path
+only, maps ``--partition`` and ``--gpus-per-node`` to attributes that do not exist, rejects
+``--time=5`` and quoted values, cuts values at ``#``, drops options it does not know, and jobs it
+submits lack ``SLURM_JOB_NAME`` (so ``%x`` in an output path becomes ``(null)`` on the node).
+Status, wait, cancel and log paths go through pyslurm: one RPC in-process, no process per poll.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from hpcjobs.schedulers.base import (
     JobStatus,
     PollingWait,
     check_job_ids,
-    default_cwd,
     match_records,
     none_if_null,
     not_found,
@@ -32,6 +39,8 @@ from hpcjobs.schedulers.base import (
 from hpcjobs.schedulers.slurm_cli import TRANSIENT_AMBIGUOUS, TRANSIENT_NOT_SENT, SlurmCli, parse_version
 
 _NO_TASK = 4294967294  # NO_VAL - 1: the task id Slurm reports for a not yet split array
+SUBMIT_VIA = "sbatch"
+QUERY_VIA = "pyslurm"
 _RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
 
 
@@ -71,10 +80,8 @@ def pyslurm_usable(cluster_version: str | None) -> tuple[bool, str]:
     missing = [
         name
         for name, obj in (
-            ("JobSubmitDescription", getattr(mod, "JobSubmitDescription", None)),
-            ("JobSubmitDescription.load_sbatch_options",
-             getattr(getattr(mod, "JobSubmitDescription", None), "load_sbatch_options", None)),
             ("Job.load", getattr(getattr(mod, "Job", None), "load", None)),
+            ("Job.cancel", getattr(getattr(mod, "Job", None), "cancel", None)),
             ("Jobs.load", getattr(getattr(mod, "Jobs", None), "load", None)),
             ("RPCError", getattr(mod, "RPCError", None)),
         )
@@ -85,13 +92,18 @@ def pyslurm_usable(cluster_version: str | None) -> tuple[bool, str]:
     return True, f"pyslurm {version} matches Slurm {cluster_version}"
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
 
 class PyslurmBackend(PollingWait):
-    """The :class:`~hpcjobs.schedulers.base.Scheduler` protocol through pyslurm's C API bindings.
+    """The :class:`~hpcjobs.schedulers.base.Scheduler` protocol: submission through ``sbatch``
+    (see the module docstring for why), everything else through pyslurm's C API bindings.
 
     Status is one ``Jobs.load()`` RPC for any number of jobs; jobs the controller has already
     forgotten are looked up in the job history through the CLI (one ``sacct`` call), like
@@ -115,11 +127,36 @@ class PyslurmBackend(PollingWait):
         self._cli = cli if cli is not None else SlurmCli(runner, sleep=sleep, clock=clock)
 
     @property
+    def cli(self) -> SlurmCli:
+        """The CLI backend this one submits through and reads job history with."""
+        return self._cli
+
+    @property
     def version(self) -> str:
         return str(getattr(self._mod, "__version__", "?"))
 
+    def _rpc(self, action: str, call: Callable[[], Any]) -> Any:
+        """``call()``, retrying transient controller errors with :class:`SlurmCli`'s backoff, so
+        that a controller restart reads the same through both backends."""
+        start = self._clock()
+        attempts = self._cli.retries + 1
+        for attempt in range(attempts):
+            try:
+                return call()
+            except self._mod.RPCError as exc:
+                error = self._rpc_error(action, exc)
+                if not isinstance(error, ControllerUnreachable):
+                    raise error from exc
+                if attempt + 1 == attempts:
+                    raise ControllerUnreachable(
+                        f"Slurm controller unreachable: {action} via pyslurm failed {attempts} time(s) in "
+                        f"{self._clock() - start:.1f} s: {_one_line(exc)} (is slurmctld up? try: scontrol ping)"
+                    ) from exc
+                self._sleep(self._cli.backoff_s * (2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _rpc_error(self, action: str, exc: BaseException) -> SchedulerError:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = _one_line(exc)
         low = message.lower()
         if any(m in low for m in (*TRANSIENT_NOT_SENT, *TRANSIENT_AMBIGUOUS)):
             return ControllerUnreachable(f"Slurm controller unreachable ({action} via pyslurm): {message}")
@@ -138,25 +175,16 @@ class PyslurmBackend(PollingWait):
         return self._cli.job_records()
 
     def submit(self, script: str, *, cwd: str | None = None) -> str:
-        desc = self._mod.JobSubmitDescription(script=script, working_directory=default_cwd(cwd))
-        try:
-            desc.load_sbatch_options()  # #SBATCH lines, like sbatch reads them
-            job_id = desc.submit()
-        except self._mod.RPCError as exc:
-            raise self._rpc_error("job submission", exc) from exc
-        except (TypeError, ValueError) as exc:
-            raise SchedulerError(f"pyslurm refused the job description: {exc}") from exc
-        return str(job_id)
+        """Through ``sbatch`` (:meth:`SlurmCli.submit`): the job Slurm records is the one the
+        script's ``#SBATCH`` lines describe, with sbatch's environment (``SLURM_JOB_NAME``...),
+        and a lost answer never submits twice."""
+        return self._cli.submit(script, cwd=cwd)
 
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         ids = check_job_ids(job_ids)
         if not ids:
             return {}
-        try:
-            jobs = self._mod.Jobs.load()
-        except self._mod.RPCError as exc:
-            raise self._rpc_error("job query", exc) from exc
-        records = [rec for job in _job_objects(jobs) for rec in self._records(job)]
+        records = self._records_of(ids)
         out, missing = match_records(ids, records)
         if missing:
             self._cli.remember_records(records)
@@ -175,24 +203,26 @@ class PyslurmBackend(PollingWait):
             if "_" in jid:
                 continue
             try:
-                self._mod.Job(int(jid)).cancel()
-            except self._mod.RPCError as exc:
+                self._rpc(f"cancel of job {jid}", self._mod.Job(int(jid)).cancel)
+            except SchedulerError as exc:
                 low = str(exc).lower()
                 if "already" in low or "invalid job id" in low:
                     continue  # finished or unknown: like scancel, nothing to do
-                raise self._rpc_error(f"cancel of job {jid}", exc) from exc
+                raise
         if tasks:
             self._cli.cancel(tasks)
 
     def log_path(self, job_id: str) -> str | None:
         (jid,) = check_job_ids([job_id])
         if "_" in jid:
-            rec = next((r for r in self._records_for(jid) if r.display_id == jid), None)
+            rec = next((r for r in self._records_of([jid]) if r.display_id == jid), None)
             return rec.stdout_path if rec is not None else None
         try:
-            job = self._mod.Job.load(int(jid))
-        except self._mod.RPCError:
-            return None
+            job = self._rpc(f"query of job {jid}", lambda: self._mod.Job.load(int(jid)))
+        except SchedulerError as exc:
+            if "invalid job id" in str(exc).lower():
+                return None  # unknown to the controller (RPCError, errno 2017), as scontrol says
+            raise
         return none_if_null(_str(getattr(job, "standard_output", None)))
 
     def cluster_version(self) -> str:
@@ -200,12 +230,15 @@ class PyslurmBackend(PollingWait):
 
     # ------------------------------------------------------------------------------- helpers
 
-    def _records_for(self, jid: str) -> list[JobRecord]:
-        try:
-            jobs = self._mod.Jobs.load()
-        except self._mod.RPCError:
-            return []
-        return [rec for job in _job_objects(jobs) for rec in self._records(job)]
+    def _records_of(self, ids: Sequence[str]) -> list[JobRecord]:
+        """Records of the jobs ``ids`` can match (their own or their array's id is asked for), from
+        one ``Jobs.load()``. The controller sends every job; reading only the asked-for ones keeps
+        a poll's cost independent of other users' pending arrays (each expands to its tasks)."""
+        wanted = {int(jid.split("_", 1)[0]) for jid in ids}
+        jobs = self._rpc("job query", self._mod.Jobs.load)
+        return [rec for job in _job_objects(jobs)
+                if _int(getattr(job, "id", None)) in wanted or _int(getattr(job, "array_id", None)) in wanted
+                for rec in self._records(job)]  # fmt: skip
 
     @staticmethod
     def _records(job: Any) -> list[JobRecord]:
@@ -234,7 +267,9 @@ class PyslurmBackend(PollingWait):
             return [replace(base, array_job_id=str(array_id), array_task_id=str(task))]
         waiting = expand_task_ranges(_str(getattr(job, "array_tasks_waiting", None)))
         if not waiting:
-            return [base]
+            # pyslurm 22.5.3 reads task id 0 as None (its "unset" for 0); a pending array's
+            # meta record always has tasks waiting, so an array record without any is task 0
+            return [replace(base, array_job_id=str(array_id), array_task_id="0")]
         return [replace(base, array_job_id=str(array_id), array_task_id=str(t),
                         stdout_path=_task_path(base.stdout_path, t)) for t in waiting]  # fmt: skip
 
@@ -266,8 +301,12 @@ def _task_path(path: str | None, task: int) -> str | None:
     # Slurm fills a not yet split task's id with NO_VAL-1 in the expanded path
     return path.replace(str(_NO_TASK), str(task)) if path else path
 
-    def __repr__(self) -> str:
-        return f"PyslurmBackend(pyslurm {self.version})"
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return None
 
 
 def _str(value: object) -> str | None:
@@ -293,4 +332,4 @@ def _import_pyslurm() -> Any:
         raise BackendUnavailable(f"pyslurm not importable: {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
-__all__ = ["PyslurmBackend", "expand_task_ranges", "pyslurm_usable"]
+__all__ = ["QUERY_VIA", "SUBMIT_VIA", "PyslurmBackend", "expand_task_ranges", "pyslurm_usable"]

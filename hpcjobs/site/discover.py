@@ -235,7 +235,12 @@ class ClusterFacts:
 
 
 def gather(runner: Runner) -> ClusterFacts:
-    """Ask Slurm. Partitions and nodes are required; config and MPI plugins are best effort."""
+    """Ask Slurm. Partitions and nodes are required; config and MPI plugins are best effort.
+    Through pyslurm when the scheduler selection picks it (same records: discover_pyslurm.py)."""
+    from_pyslurm = _pyslurm_records(runner)
+    if from_pyslurm is not None:
+        mpi_out = _ask(runner, ["srun", "--mpi=list"], required=False)
+        return facts_from_records(*from_pyslurm, parse_mpi_list(mpi_out))
     parts_out = _ask(runner, ["scontrol", "-o", "show", "partition"], required=True)
     nodes_out = _ask(runner, ["scontrol", "-o", "show", "node"], required=True)
     config = parse_config(_ask(runner, ["scontrol", "show", "config"], required=False))
@@ -246,8 +251,15 @@ def gather(runner: Runner) -> ClusterFacts:
 def facts_from_outputs(
     partitions_text: str, nodes_text: str, config: Mapping[str, str], mpi_plugins: Sequence[str]
 ) -> ClusterFacts:
-    nodes = [Node.from_record(r) for r in parse_records(nodes_text) if "NodeName" in r]
-    parts = tuple(PartitionFacts.from_record(r, nodes) for r in parse_records(partitions_text) if "PartitionName" in r)
+    return facts_from_records(parse_records(partitions_text), parse_records(nodes_text), config, mpi_plugins)
+
+
+def facts_from_records(
+    partition_records: Sequence[Mapping[str, str]], node_records: Sequence[Mapping[str, str]],
+    config: Mapping[str, str], mpi_plugins: Sequence[str],
+) -> ClusterFacts:  # fmt: skip
+    nodes = [Node.from_record(r) for r in node_records if "NodeName" in r]
+    parts = tuple(PartitionFacts.from_record(r, nodes) for r in partition_records if "PartitionName" in r)
     if not parts:
         raise SchedulerError("Slurm reports no partitions: nothing to describe")
     return ClusterFacts(
@@ -257,6 +269,33 @@ def facts_from_outputs(
         mpi_plugins=tuple(mpi_plugins),
         partitions=parts,
     )
+
+
+def _pyslurm_records(
+    runner: Runner,
+) -> tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]] | None:
+    """The cluster through pyslurm when the scheduler selection picks pyslurm, else None."""
+    from hpcjobs.errors import HpcjobsError
+    from hpcjobs.log import get_logger
+    from hpcjobs.schedulers import choose_backend
+
+    log = get_logger("hpcjobs.site")
+    try:
+        kind, why = choose_backend(runner)
+    except HpcjobsError as exc:
+        kind, why = "cli", str(exc)
+    if kind != "pyslurm":
+        log.info("site.discover.source", source="cli", why=why)
+        return None
+    from hpcjobs.site.discover_pyslurm import read_cluster
+
+    try:
+        records = read_cluster()
+    except Exception as exc:  # any pyslurm failure: the CLI still answers
+        log.info("site.discover.source", source="cli", why=f"pyslurm failed: {type(exc).__name__}: {exc}")
+        return None
+    log.info("site.discover.source", source="pyslurm", why=why)
+    return records
 
 
 def _ask(runner: Runner, argv: list[str], *, required: bool) -> str:

@@ -114,7 +114,8 @@ def test_no_site_config_cpu_and_gpu_jobs(cluster: Cluster, job_dir: Path, fresh:
     assert cpu_job["UserId"].startswith(f"{user}(") and gpu_job["UserId"].startswith(f"{user}(")
     assert wait_job(cpu_id) == ("COMPLETED", 0) and wait_job(gpu_id) == ("COMPLETED", 0)
     assert f"user={user} cvd=none" in job_output(job_dir, cpu_id, "hpcjobs-fc-cpu-{id}.out")
-    assert f"user={user} cvd=0" in job_output(job_dir, gpu_id, "hpcjobs-fc-gpu-{id}.out")
+    gpu_out = job_output(job_dir, gpu_id, "hpcjobs-fc-gpu-{id}.out")
+    assert f"user={user} cvd=0" in gpu_out or f"user={user} cvd=1" in gpu_out  # either GPU: the node is shared
     assert cache.stat().st_mtime_ns == st.st_mtime_ns  # not rewritten by the later calls
 
     r = run("site", "show", "--json", cwd=job_dir)

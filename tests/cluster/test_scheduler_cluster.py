@@ -1,4 +1,6 @@
-"""The scheduler layer against the real dev cluster (``scripts/dev-cluster up``).
+"""The scheduler layer against the real dev cluster (``scripts/dev-cluster up``), every test
+through both backends (the ``sched`` fixture: the Slurm CLI, and real pyslurm) with the same
+expected answers.
 
 Jobs are tiny (one-minute limit, scripts rather than --wrap), write their output into a fresh
 temporary directory, and everything a test submits is cancelled when it ends.
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +20,10 @@ from pathlib import Path
 import pytest
 from clusterenv import Cluster
 
-from hpcjobs.errors import ControllerUnreachable, SchedulerError
+from hpcjobs.errors import ControllerUnreachable, JobNotFound, SchedulerError
 from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers import describe_backend, get_scheduler
+from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend
 from hpcjobs.schedulers.slurm_cli import SlurmCli
 from hpcjobs.schedulers.states import JobState
 
@@ -44,13 +49,37 @@ def runner() -> RecordingRunner:
     return RecordingRunner()
 
 
+class TrackingPyslurm(PyslurmBackend):
+    """PyslurmBackend (real pyslurm) remembering what it submitted."""
+
+    submitted: list[str]
+
+    def submit(self, script: str, *, cwd: str | None = None) -> str:
+        job_id = super().submit(script, cwd=cwd)
+        self.submitted.append(job_id)
+        return job_id
+
+
+Sched = TrackingCli | TrackingPyslurm
+
+
 @pytest.fixture
-def cli(cluster: Cluster, runner: RecordingRunner) -> Iterator[TrackingCli]:
-    sched = TrackingCli(runner)
+def cli(cluster: Cluster, runner: RecordingRunner, backend: str) -> Iterator[Sched]:
+    """The backend under test (named ``cli`` for history: it is either one)."""
+    sched: Sched = TrackingCli(runner) if backend == "cli" else TrackingPyslurm(runner)
     sched.submitted = []
     yield sched
     if sched.submitted:
         SlurmCli().cancel(sched.submitted)
+
+
+def history_of(sched: Sched) -> SlurmCli:
+    return sched.cli if isinstance(sched, PyslurmBackend) else sched
+
+
+def query_programs(sched: Sched, *cli_programs: str) -> list[str]:
+    """The processes a query starts: the CLI's, none at all through pyslurm."""
+    return [] if isinstance(sched, PyslurmBackend) else list(cli_programs)
 
 
 def script(body: str, *directives: str) -> str:
@@ -58,7 +87,7 @@ def script(body: str, *directives: str) -> str:
     return "\n".join(lines)
 
 
-def wait_running(cli: SlurmCli, job_id: str) -> None:
+def wait_running(cli: Sched, job_id: str) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         state = cli.status([job_id])[job_id].state
@@ -69,7 +98,7 @@ def wait_running(cli: SlurmCli, job_id: str) -> None:
     pytest.fail(f"job {job_id} did not start within {WAIT_S} s")
 
 
-def test_exit_code_is_the_real_exit_code(cli: TrackingCli, job_dir: Path) -> None:
+def test_exit_code_is_the_real_exit_code(cli: Sched, job_dir: Path) -> None:
     job_id = cli.submit(script("exit 3"), cwd=str(job_dir))
     st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
     assert st.state is JobState.FAILED
@@ -78,14 +107,14 @@ def test_exit_code_is_the_real_exit_code(cli: TrackingCli, job_dir: Path) -> Non
     assert st.raw_state == "FAILED" and st.reason == "NonZeroExitCode"
     # the jobcomp record (what status() falls back to after MinJobAge) agrees
     deadline = time.monotonic() + 10
-    records = cli.lookup_history([job_id])
+    records = history_of(cli).lookup_history([job_id])
     while not records and time.monotonic() < deadline:
         time.sleep(0.2)
-        records = cli.lookup_history([job_id])
+        records = history_of(cli).lookup_history([job_id])
     assert [(r.raw_id, r.raw_state, r.exit_code) for r in records] == [(job_id, "FAILED", 3)]
 
 
-def test_successful_job_and_log_path(cli: TrackingCli, job_dir: Path) -> None:
+def test_successful_job_and_log_path(cli: Sched, job_dir: Path) -> None:
     job_id = cli.submit(script('echo "hello from $SLURM_JOB_ID in $PWD"'), cwd=str(job_dir))
     st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
     assert st.state is JobState.COMPLETED and st.exit_code == 0
@@ -95,22 +124,24 @@ def test_successful_job_and_log_path(cli: TrackingCli, job_dir: Path) -> None:
     assert Path(expected).read_text() == f"hello from {job_id} in {job_dir}\n"  # ran in cwd
 
 
-def test_status_of_50_jobs_is_one_query(cli: TrackingCli, runner: RecordingRunner, job_dir: Path) -> None:
+def test_status_of_50_jobs_is_one_query(cli: Sched, runner: RecordingRunner, job_dir: Path) -> None:
     ids = [cli.submit(script("true", "--hold"), cwd=str(job_dir)) for _ in range(50)]
     runner.calls.clear()
     st = cli.status(ids)
-    assert runner.programs() == ["squeue"]
+    assert runner.programs() == query_programs(cli, "squeue")
     assert set(ids) <= set(st)
     assert all(st[j].state is JobState.PENDING and st[j].reason == "JobHeldUser" for j in ids)
     cli.cancel(ids)
     runner.calls.clear()
     done = cli.wait(ids, poll_s=0.2, timeout_s=WAIT_S)
     assert all(done[j].state is JobState.CANCELLED for j in ids)
-    assert set(runner.programs()) == {"squeue"}
+    assert set(runner.programs()) == set(query_programs(cli, "squeue"))
 
 
-def test_cancel_running_job(cli: TrackingCli, job_dir: Path) -> None:
-    job_id = cli.submit(script("sleep 60"), cwd=str(job_dir))
+def test_cancel_running_job(cli: Sched, job_dir: Path) -> None:
+    # exec: one process, so the signal is what ends the job (with `sleep` under bash, bash may
+    # instead exit 143 after its child died, depending on which of the two the signal reaches first)
+    job_id = cli.submit(script("exec sleep 60"), cwd=str(job_dir))
     wait_running(cli, job_id)
     cli.cancel([job_id])
     st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)[job_id]
@@ -119,7 +150,7 @@ def test_cancel_running_job(cli: TrackingCli, job_dir: Path) -> None:
     cli.cancel([job_id])  # cancelling a finished job again is fine
 
 
-def test_array_job_status_per_task(cli: TrackingCli, job_dir: Path) -> None:
+def test_array_job_status_per_task(cli: Sched, job_dir: Path) -> None:
     job_id = cli.submit(script("exit $SLURM_ARRAY_TASK_ID", "--array=0-2"), cwd=str(job_dir))
     st = cli.wait([job_id], poll_s=0.2, timeout_s=WAIT_S)
     assert [st[f"{job_id}_{i}"].exit_code for i in range(3)] == [0, 1, 2]
@@ -131,12 +162,58 @@ def test_array_job_status_per_task(cli: TrackingCli, job_dir: Path) -> None:
         assert path == str(job_dir / f"slurm-{job_id}_{i}.out")
         assert Path(path).exists()
     assert cli.log_path(f"{job_id}_1") == str(job_dir / f"slurm-{job_id}_1.out")
+    assert cli.log_path(f"{job_id}_0") == str(job_dir / f"slurm-{job_id}_0.out")
     one = cli.status([f"{job_id}_1"])
     assert set(one) == {f"{job_id}_1"} and one[f"{job_id}_1"].exit_code == 1
+    zero = cli.status([f"{job_id}_0"])  # task 0: pyslurm 22.5.3 reports its task id as None
+    assert set(zero) == {f"{job_id}_0"} and zero[f"{job_id}_0"].state is JobState.COMPLETED
+
+
+def test_names_with_spaces_and_hash_and_output_patterns(cli: Sched, job_dir: Path) -> None:
+    """%x %j %A %a in output paths, a name with a space and '#': status and log_path name the files
+    the jobs really wrote, through both backends."""
+    name = "a b #c"
+    plain = cli.submit(script('echo "plain $SLURM_JOB_NAME"', "--job-name='a b #c'", "--output='o-%x-%j.out'"),
+                       cwd=str(job_dir))  # fmt: skip
+    array = cli.submit(script('echo "task $SLURM_ARRAY_TASK_ID"', "--job-name='a b #c'",
+                              "--output='%x-%A_%a.out'", "--array=0-1"), cwd=str(job_dir))  # fmt: skip
+    pending = cli.submit(script("true", "--hold", "--output='%x-%A_%a.out'", "--array=0-1"), cwd=str(job_dir))
+    held = cli.status([pending])  # the pending array's tasks, each with its own file
+    assert held[f"{pending}_0"].stdout_path == str(job_dir / f"sbatch-{pending}_0.out")
+    assert held[f"{pending}_1"].stdout_path == str(job_dir / f"sbatch-{pending}_1.out")
+    assert held[pending].state is JobState.PENDING
+    st = cli.wait([plain, array], poll_s=0.2, timeout_s=WAIT_S)
+    plain_file = job_dir / f"o-{name}-{plain}.out"
+    assert st[plain].stdout_path == str(plain_file) == cli.log_path(plain)
+    assert plain_file.read_text() == f"plain {name}\n"  # SLURM_JOB_NAME set on the node
+    assert st[plain].name == name
+    for task in (0, 1):
+        task_file = job_dir / f"{name}-{array}_{task}.out"
+        assert st[f"{array}_{task}"].stdout_path == str(task_file) == cli.log_path(f"{array}_{task}")
+        assert task_file.read_text() == f"task {task}\n"
+        assert st[f"{array}_{task}"].name == name
+    assert st[array].state is JobState.COMPLETED and st[array].reason == "2 tasks: 2 COMPLETED"
+
+
+def test_dependency_gpu_and_time_limit(cli: Sched, job_dir: Path) -> None:
+    """A job depending on a failed one ends (never pending forever); a GPU job sees its GPU; a time
+    limit in whole minutes (--time=5, which pyslurm's own submission rejects) is what Slurm records."""
+    failing = cli.submit(script("exit 1"), cwd=str(job_dir))
+    dependent = cli.submit(script("true", f"--dependency=afterok:{failing}", "--kill-on-invalid-dep=yes"),
+                           cwd=str(job_dir))  # fmt: skip
+    gpu = cli.submit(script('echo "gpus=$CUDA_VISIBLE_DEVICES"', "-p gpu", "--gpus=1", "--time=5"),
+                     cwd=str(job_dir))  # fmt: skip
+    shown = subprocess.run(["scontrol", "show", "job", "-o", gpu], capture_output=True, text=True).stdout
+    assert "TimeLimit=00:05:00" in shown and "Partition=gpu" in shown
+    st = cli.wait([failing, dependent, gpu], poll_s=0.2, timeout_s=WAIT_S)
+    assert (st[failing].state, st[failing].exit_code) == (JobState.FAILED, 1)
+    assert st[dependent].state is JobState.CANCELLED and st[dependent].reason == "DependencyNeverSatisfied"
+    assert st[gpu].state is JobState.COMPLETED
+    assert Path(str(cli.log_path(gpu))).read_text().strip() in ("gpus=0", "gpus=1")  # one of the two
 
 
 def test_job_beyond_the_node_config_is_refused(
-    cli: TrackingCli, runner: RecordingRunner, job_dir: Path
+    cli: Sched, runner: RecordingRunner, job_dir: Path
 ) -> None:
     with pytest.raises(SchedulerError) as info:
         cli.submit(script("true", "-p gpu", "--gpus=3"), cwd=str(job_dir))
@@ -146,7 +223,7 @@ def test_job_beyond_the_node_config_is_refused(
     assert runner.programs() == ["sbatch"]  # refused: no retry
 
 
-def test_ambiguous_failure_does_not_submit_twice(cluster: Cluster, job_dir: Path) -> None:
+def test_ambiguous_failure_does_not_submit_twice(cluster: Cluster, job_dir: Path, backend: str) -> None:
     """sbatch really submits, but the answer is 'lost' (as after a socket timeout): the job is
     found by its token and returned; sbatch ran once."""
 
@@ -163,7 +240,9 @@ def test_ambiguous_failure_does_not_submit_twice(cluster: Cluster, job_dir: Path
         return Completed(result.argv, 1, "", msg)
 
     lossy = RecordingRunner(real, answer=lose_first_sbatch)
-    cli = SlurmCli(lossy, backoff_s=0.1)
+    cli: SlurmCli | PyslurmBackend = SlurmCli(lossy, backoff_s=0.1)
+    if backend == "pyslurm":
+        cli = PyslurmBackend(lossy, cli=SlurmCli(lossy, backoff_s=0.1))
     job_id = cli.submit(script("true", "--hold"), cwd=str(job_dir))
     try:
         assert job_id == real_ids[0]
@@ -195,10 +274,47 @@ def test_unreachable_controller_is_retried_then_reported(
     assert sleeps == [0.1]
 
 
-def test_unknown_job(cli: TrackingCli) -> None:
-    st = cli.status(["59999999"])["59999999"]
-    assert st.state is JobState.UNKNOWN and not st.known
+def test_unknown_job(cli: Sched) -> None:
+    st = cli.status(["59999999", "59999999_0"])
+    assert st["59999999"].state is JobState.UNKNOWN and not st["59999999"].known
+    assert not st["59999999_0"].known
     assert cli.log_path("59999999") is None
+    assert cli.log_path("59999999_3") is None
+    with pytest.raises(JobNotFound, match="59999999"):
+        cli.wait(["59999999"], poll_s=0.2, timeout_s=10)
+    cli.cancel(["59999999", "59999999_1"])  # unknown ids: nothing to do, no error
+
+
+_DOWN = """
+import sys
+from hpcjobs.errors import ControllerUnreachable
+from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend
+from hpcjobs.schedulers.slurm_cli import SlurmCli
+cli = SlurmCli(retries=0)
+sched = cli if sys.argv[1] == "cli" else PyslurmBackend(cli=cli)
+try:
+    sched.status(["1"])
+except ControllerUnreachable as exc:
+    print("status:", exc)
+"""
+
+
+def test_controller_down_reads_the_same_through_both_backends(
+    cli: Sched, backend: str, tmp_path: Path
+) -> None:
+    """Status with slurmctld unreachable (a copy of slurm.conf pointing at a dead port, in a
+    subprocess: libslurm reads SLURM_CONF once): ControllerUnreachable with Slurm's reason."""
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+    for f in conf.parent.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    lines = [ln for ln in conf.read_text().splitlines() if not ln.strip().lower().startswith("slurmctldport")]
+    (tmp_path / conf.name).write_text("\n".join([*lines, "SlurmctldPort=1"]) + "\n")
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / conf.name)}
+    r = subprocess.run([sys.executable, "-c", _DOWN, backend], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("status: Slurm controller unreachable")
+    assert "Unable to contact slurm controller" in r.stdout
 
 
 def test_backend_selection_on_the_dev_cluster(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -93,7 +93,7 @@ def test_discovered_config_runs_a_gpu_job(cluster: Cluster, job_dir: Path, draft
     assert "#SBATCH --partition=gpu" in script and "--nv" in script.splitlines()[-1]
     state, code, out = run_job(script, job_dir)
     assert (state, code) == ("COMPLETED", 0), out
-    assert "CVD=0" in out
+    assert "CVD=0" in out or "CVD=1" in out  # either of the node's two GPUs: the cluster is shared
 
 
 def test_requests_beyond_discovered_limits_are_refused(cluster: Cluster, draft: str) -> None:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 UserCli = Callable[..., subprocess.CompletedProcess[str]]
 # What hpcjobs needs at run time (dev tools such as mypy stay behind).
 RUNTIME_PACKAGES = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection",
-                    "yaml", "_yaml", "click", "pluggy", "structlog", "spython")  # fmt: skip
+                    "yaml", "_yaml", "click", "pluggy", "structlog", "spython", "pyslurm")  # fmt: skip
 
 
 def _runs_as(user: str, argv: list[str], env: dict[str, str]) -> bool:
@@ -66,6 +66,8 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
         # env: more variables for the user's login environment (SBATCH_PARTITION, APPTAINER_BIND …)
         path = ":".join(p for p in (pythonpath, extra_path) if p)
         env = {**base_env, **(env or {}), **({"PYTHONPATH": path} if path else {})}
+        if "HPCJOBS_SCHEDULER" in os.environ and "HPCJOBS_SCHEDULER" not in env:  # the backend fixture's
+            env["HPCJOBS_SCHEDULER"] = os.environ["HPCJOBS_SCHEDULER"]
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
                 python, "-m", "hpcjobs", *args]
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
@@ -75,7 +77,9 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_user_submits_registry_image_through_own_cache(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
+def test_user_submits_registry_image_through_own_cache(
+    cluster: Cluster, job_dir: Path, user_cli: UserCli, backend: str
+) -> None:
     (job_dir / "job.yaml").write_text(f"image: {cluster.tiny_ref}\ncommand: ['as user', '$HOME']\n")
     r = user_cli("submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2", cwd=job_dir)
     assert r.returncode == 0, r.stderr
@@ -92,7 +96,7 @@ def test_user_submits_registry_image_through_own_cache(cluster: Cluster, job_dir
     assert any(p.startswith(f"{home}/.cache/hpcjobs/images/") for p in paths), paths
 
 
-def test_user_array_and_entrypoint_cases(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
+def test_user_array_and_entrypoint_cases(cluster: Cluster, job_dir: Path, user_cli: UserCli, backend: str) -> None:
     (job_dir / "job.yaml").write_text(
         f"image: {cluster.image('tiny_sif')}\narray: '0-1'\n"
         "entrypoint: [/bin/sh, -c, 'echo task=$SLURM_ARRAY_TASK_ID user=$(id -un)']\n"
@@ -113,6 +117,29 @@ def test_user_limit_refused_before_submission(cluster: Cluster, job_dir: Path, u
     r = user_cli("submit", "job.yaml", cwd=job_dir)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("hpcjobs: error: ") and "max_gpus_per_node" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_user_submit_unchanged_by_an_installed_pyslurm(
+    cluster: Cluster, job_dir: Path, user_cli: UserCli, backend: str
+) -> None:
+    """The script pyslurm's own submission broke (issue 9: quoted name with '#', --partition,
+    --time=5, %x in the output path), submitted by the test user with real pyslurm importable and
+    the automatic choice: sbatch submits it, pyslurm answers wait; Slurm and the node agree."""
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\nname: 'a b #c'\ntime_min: 5\ngpus: 1\noutput: '%x-%j.out'\n"
+        "entrypoint: [/bin/sh, -c, 'echo name=$SLURM_JOB_NAME cvd=$CUDA_VISIBLE_DEVICES']\n"
+    )
+    r = user_cli("-v", "submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    assert f"backend='{backend}'" in r.stderr and "submit='sbatch'" in r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert "JobName=a b #c " in shown and "TimeLimit=00:05:00" in shown and "Partition=gpu" in shown
+    assert f"StdOut={job_dir}/a b #c-{job_id}.out" in shown
+    written = (job_dir / f"a b #c-{job_id}.out").read_text()
+    assert written in ("name=a b #c cvd=0\n", "name=a b #c cvd=1\n")  # one of the node's two GPUs
+    logs = user_cli("logs", job_id, cwd=job_dir)
+    assert logs.returncode == 0 and logs.stdout == written, logs.stderr
 
 
 def test_user_plugins_broken_one_breaks_nothing_and_wrappers_run(

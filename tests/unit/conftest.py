@@ -1,5 +1,9 @@
 """The core's unit tests see the core's own plugins (and the test distributions they put on the
-path), not the separately installable distributions under plugins/, which have their own tests."""
+path), not the separately installable distributions under plugins/, which have their own tests.
+
+They never reach a real pyslurm either: with one installed (scripts/pyslurm-wheel puts it into
+.venv) the automatic backend choice would ask ``sinfo --version`` through the tests' fake Runners.
+Tests of the choice itself (test_pyslurm_backend.py) clear the variable and inject a fake module."""
 
 from __future__ import annotations
 
@@ -30,3 +34,8 @@ def _core_plugins_only() -> Iterator[None]:
         plugins._reset()
         yield
     plugins._reset()
+
+
+@pytest.fixture(autouse=True)
+def _scheduler_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCJOBS_SCHEDULER", "cli")

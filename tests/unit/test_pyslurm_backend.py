@@ -1,25 +1,15 @@
-"""The pyslurm backend and backend selection, against a FAKE ``pyslurm`` module.
+"""The pyslurm backend and backend selection, against the FAKE ``pyslurm`` of tests/fake_pyslurm.py.
 
-THIS IS A FAKE. No pyslurm release on PyPI matches Debian's Slurm 22.05 (PyPI has 17.x, 18.x and
-25.11.x; pyslurm must match Slurm's major.minor), so the real module cannot be installed on the dev
-machines. ``FakePyslurm`` below implements, in pure Python, only the documented pyslurm >= 22.5.2
-API subset hpcjobs uses: ``JobSubmitDescription(script=..., working_directory=...)`` with
-``load_sbatch_options()`` and ``submit()``, ``Job.load(id)`` (raises ``RPCError`` for an unknown job)
-with ``state``, ``state_reason``, ``exit_code``, ``exit_code_signal``, ``standard_output``,
-``array_id``, ``array_task_id``, ``array_tasks_waiting``, ``Job(id).cancel()``, ``Jobs.load()``,
-``RPCError`` and ``__version__``; ``time_limit`` accepts only an int or "HH:MM:SS" (a string like
-"5" raises TypeError, as real pyslurm 22.5.3 does). It is injected into ``sys.modules``; a real
-pyslurm was verified by hand against the dev cluster only outside this test suite.
+The fake models job records as real pyslurm 22.5.3 shows them (quirks included); the contract test
+tests/cluster/test_pyslurm_contract.py compares it with real pyslurm on the dev cluster, and the
+cluster tests run every scheduler test through real pyslurm too.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
-import re
 import subprocess
 import sys
 import textwrap
-import types
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,134 +29,10 @@ from hpcjobs.schedulers import describe_backend, get_scheduler
 from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend, expand_task_ranges, pyslurm_usable
 from hpcjobs.schedulers.slurm_cli import SEP, SlurmCli
 from hpcjobs.schedulers.states import JobState
+from tests.fake_pyslurm import FakePyslurm, make_fake_pyslurm
 from tests.fakes import unexpected
 
-NO_TASK = 4294967294
-
-# ------------------------------------------------------------------------------------ the fake
-
-
-class FakeJob:
-    def __init__(self, job_id: int, name: str, workdir: str, **kw: Any) -> None:
-        self.id = job_id
-        self.name = name
-        self.state = "PENDING"
-        self.state_reason = "None"
-        self.exit_code = 0
-        self.exit_code_signal = 0
-        self.standard_output = f"{workdir}/slurm-{job_id}.out"
-        self.array_id: int | None = None
-        self.array_task_id: int | None = None
-        self.array_tasks_waiting: str | None = None
-        for key, value in kw.items():
-            setattr(self, key, value)
-
-
-class FakePyslurm(types.ModuleType):
-    """The fake module's type: the attributes it carries (tests reach into store/counters)."""
-
-    __version__: str
-    store: dict[int, FakeJob]
-    counters: dict[str, int]
-    next_error: str | None
-    last_desc: Any
-    RPCError: type[Exception]
-    JobSubmitDescription: Any
-    Job: Any
-    Jobs: Any
-
-
-def make_fake_pyslurm(version: str = "22.5.3", *, with_sbatch_options: bool = True) -> FakePyslurm:
-    """A pure-Python stand-in for the pyslurm API subset (see the module docstring)."""
-    mod = FakePyslurm("pyslurm")
-    mod.__spec__ = importlib.machinery.ModuleSpec("pyslurm", None)
-    mod.__version__ = version
-    store: dict[int, FakeJob] = {}
-    counters = {"next_id": 100, "jobs_load": 0, "job_load": 0, "cancel": 0}
-    mod.store = store
-    mod.counters = counters
-    mod.next_error = None
-
-    class RPCError(Exception):
-        pass
-
-    class JobSubmitDescription:
-        def __init__(self, **kwargs: Any) -> None:
-            self.script: str | None = None
-            self.working_directory: str | None = None
-            self.name: str | None = None
-            self.array: str | None = None
-            self.time_limit: Any = None
-            for key, value in kwargs.items():
-                setattr(self, key, value)
-            mod.last_desc = self
-
-        def _load_sbatch_options(self, overwrite: bool = False) -> None:
-            for line in (self.script or "").splitlines():
-                m = re.match(r"#SBATCH\s+(--[\w-]+|-\w)(?:[=\s]+(\S+))?", line)
-                if not m:
-                    continue
-                opt, val = m.group(1), m.group(2)
-                if opt in ("--array", "-a"):
-                    self.array = val
-                elif opt in ("--job-name", "-J"):
-                    self.name = val
-                elif opt in ("--time", "-t"):
-                    self.time_limit = int(val) if val and val.isdigit() else val
-
-        def submit(self) -> int:
-            if not self.script:
-                raise ValueError("You need to provide a batch script.")
-            if isinstance(self.time_limit, str) and not re.fullmatch(r"\d+:\d\d:\d\d", self.time_limit):
-                raise TypeError(f"invalid time_limit {self.time_limit!r}")
-            if mod.next_error is not None:
-                err, mod.next_error = mod.next_error, None
-                raise RPCError(err)
-            job_id = counters["next_id"]
-            counters["next_id"] += 1
-            workdir = self.working_directory or "/"
-            if self.array:
-                store[job_id] = FakeJob(job_id, self.name or "sbatch", workdir, array_id=job_id,
-                                        array_task_id=NO_TASK, array_tasks_waiting=self.array)  # fmt: skip
-            else:
-                store[job_id] = FakeJob(job_id, self.name or "sbatch", workdir)
-            return job_id
-
-    if with_sbatch_options:
-        JobSubmitDescription.load_sbatch_options = JobSubmitDescription._load_sbatch_options  # type: ignore[attr-defined]
-
-    class Job:
-        def __init__(self, job_id: int) -> None:
-            self.id = job_id
-
-        @staticmethod
-        def load(job_id: int) -> FakeJob:
-            counters["job_load"] += 1
-            if not isinstance(job_id, int):
-                raise TypeError("job_id must be an int")
-            if job_id not in store:
-                raise RPCError("Invalid job id specified")
-            return store[job_id]
-
-        def cancel(self) -> None:
-            counters["cancel"] += 1
-            job = store.get(self.id)
-            if job is None:
-                return  # real pyslurm ignores ESLURM_INVALID_JOB_ID for SIGKILL
-            job.state = "CANCELLED"
-            job.exit_code_signal = 9
-
-    class Jobs(dict):  # type: ignore[type-arg]
-        @staticmethod
-        def load() -> Jobs:
-            counters["jobs_load"] += 1
-            return Jobs(dict(store))
-
-    mod.RPCError = RPCError
-    mod.JobSubmitDescription = JobSubmitDescription
-    mod.Job = Job
-    mod.Jobs = Jobs
-    return mod
+CLI_QUERIES = "status/wait/cancel/logs via squeue/sacct/scancel/scontrol"
 
 
 class VersionRunner(RecordingRunner):
@@ -242,9 +108,9 @@ def test_pyslurm_failing_at_import_is_not_usable(monkeypatch: pytest.MonkeyPatch
 
 
 def test_pyslurm_without_the_new_api_is_not_usable(monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, make_fake_pyslurm("22.5.1", with_sbatch_options=False))
+    install(monkeypatch, make_fake_pyslurm("22.5.1", with_job_load=False))
     usable, why = pyslurm_usable("22.05.8")
-    assert not usable and "load_sbatch_options" in why
+    assert not usable and "Job.load" in why
 
 
 def test_unknown_slurm_version_is_not_usable(fake_pyslurm: FakePyslurm) -> None:
@@ -260,7 +126,7 @@ def test_get_scheduler_without_pyslurm_is_the_cli_and_cheap(no_pyslurm: None) ->
     sched = get_scheduler(runner)
     assert isinstance(sched, SlurmCli)
     assert runner.calls == []  # no pyslurm: not even sinfo --version
-    assert describe_backend(runner) == "slurm-cli (pyslurm not importable)"
+    assert describe_backend(runner) == f"slurm-cli: submit via sbatch, {CLI_QUERIES} (pyslurm not importable)"
 
 
 def test_get_scheduler_with_matching_pyslurm(fake_pyslurm: FakePyslurm) -> None:
@@ -268,7 +134,9 @@ def test_get_scheduler_with_matching_pyslurm(fake_pyslurm: FakePyslurm) -> None:
     sched = get_scheduler(runner)
     assert isinstance(sched, PyslurmBackend)
     assert sched.name == "pyslurm"
-    assert describe_backend(runner) == "pyslurm (pyslurm 22.5.3 matches Slurm 22.05.8)"
+    assert describe_backend(runner) == (
+        "pyslurm: submit via sbatch, status/wait/cancel/logs via pyslurm (pyslurm 22.5.3 matches Slurm 22.05.8)"
+    )
 
 
 def test_get_scheduler_with_mismatched_pyslurm(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +144,7 @@ def test_get_scheduler_with_mismatched_pyslurm(monkeypatch: pytest.MonkeyPatch) 
     runner = VersionRunner("slurm-wlm 22.05.8")
     assert isinstance(get_scheduler(runner), SlurmCli)
     line = describe_backend(runner)
-    assert line.startswith("slurm-cli (pyslurm 25.11.2 does not match Slurm 22.05.8")
+    assert line.startswith(f"slurm-cli: submit via sbatch, {CLI_QUERIES} (pyslurm 25.11.2 does not match Slurm 22.05.8")
     assert "\n" not in line
 
 
@@ -293,7 +161,8 @@ def test_get_scheduler_when_sinfo_is_missing(fake_pyslurm: FakePyslurm) -> None:
 def test_env_forces_cli(fake_pyslurm: FakePyslurm, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCJOBS_SCHEDULER", "cli")
     assert isinstance(get_scheduler(VersionRunner()), SlurmCli)
-    assert describe_backend(VersionRunner()) == "slurm-cli (forced by HPCJOBS_SCHEDULER=cli)"
+    line = describe_backend(VersionRunner())
+    assert line == f"slurm-cli: submit via sbatch, {CLI_QUERIES} (forced by HPCJOBS_SCHEDULER=cli)"
 
 
 def test_env_forces_pyslurm(fake_pyslurm: FakePyslurm, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,40 +212,42 @@ def backend(mod: FakePyslurm, runner: VersionRunner | None = None) -> PyslurmBac
     return PyslurmBackend(runner or VersionRunner(), module=mod, sleep=lambda s: None)
 
 
-def test_submit_reads_sbatch_lines_and_sets_workdir(fake_pyslurm: FakePyslurm, tmp_path: Path) -> None:
-    b = backend(fake_pyslurm)
-    job_id = b.submit("#!/bin/bash\n#SBATCH -J hello\n#SBATCH -t 00:01:00\nexit 3\n", cwd=str(tmp_path))
-    assert job_id == "100"
-    desc = fake_pyslurm.last_desc
-    assert desc.working_directory == str(tmp_path)
-    assert fake_pyslurm.store[100].name == "hello"
+def sbatch_ok(job_id: str) -> Completed:
+    return Completed(("sbatch",), 0, f"{job_id}\n", "")
 
 
-def test_submit_bad_time_limit_is_a_scheduler_error(fake_pyslurm: FakePyslurm) -> None:
-    with pytest.raises(SchedulerError, match="time_limit"):
-        backend(fake_pyslurm).submit("#!/bin/bash\n#SBATCH --time=5min\ntrue\n")
+@pytest.mark.parametrize("script", [
+    "#!/bin/bash\n#SBATCH --job-name='a b #c'\n#SBATCH --partition=gpu\n#SBATCH --time=5\ntrue\n",
+    "#!/bin/bash\n#SBATCH --gpus-per-node=1\n#SBATCH --hint=nomultithread\nexit 3\n",
+])  # fmt: skip
+def test_submit_goes_through_sbatch_with_the_script_untouched(
+    fake_pyslurm: FakePyslurm, tmp_path: Path, script: str
+) -> None:
+    """pyslurm's own submission is unfaithful (docs/benchmarks.md): sbatch reads the #SBATCH lines."""
+    runner = VersionRunner(answers={"sbatch": sbatch_ok("4242")})
+    job_id = backend(fake_pyslurm, runner).submit(script, cwd=str(tmp_path))
+    assert job_id == "4242"
+    (call,) = runner.calls
+    assert call.argv[:3] == ("sbatch", "--parsable", f"--chdir={tmp_path}")
+    assert call.input_text == script
+    assert not hasattr(fake_pyslurm, "JobSubmitDescription")  # nothing else could have been used
 
 
-@pytest.mark.parametrize(
-    ("error", "cls"),
-    [("Requested node configuration is not available", SchedulerError),
-     ("Unable to contact slurm controller (connect failure)", ControllerUnreachable)],
-)  # fmt: skip
-def test_submit_rpc_errors(fake_pyslurm: FakePyslurm, error: str, cls: type[Exception]) -> None:
-    fake_pyslurm.next_error = error
-    with pytest.raises(cls, match=re.escape(error)) as info:
-        backend(fake_pyslurm).submit("#!/bin/bash\ntrue\n")
-    if cls is SchedulerError:
-        assert not isinstance(info.value, ControllerUnreachable)
+def test_submit_refusal_is_sbatch_s(fake_pyslurm: FakePyslurm, tmp_path: Path) -> None:
+    msg = "sbatch: error: Batch job submission failed: Requested node configuration is not available\n"
+    runner = VersionRunner(answers={"sbatch": Completed(("sbatch",), 1, "", msg)})
+    with pytest.raises(SchedulerError, match="Requested node configuration") as info:
+        backend(fake_pyslurm, runner).submit("#!/bin/bash\ntrue\n", cwd=str(tmp_path))
+    assert not isinstance(info.value, ControllerUnreachable)
 
 
 def test_status_is_one_rpc_with_real_exit_codes(fake_pyslurm: FakePyslurm) -> None:
     b = backend(fake_pyslurm)
-    ids = [b.submit("#!/bin/bash\ntrue\n") for _ in range(50)]
-    store = fake_pyslurm.store
-    store[int(ids[0])].state, store[int(ids[0])].exit_code = "FAILED", 3
-    store[int(ids[1])].state, store[int(ids[1])].exit_code_signal = "CANCELLED", 15
-    store[int(ids[2])].state = "RUNNING"
+    raw = [fake_pyslurm.sbatch(workdir="/w") for _ in range(50)]
+    ids = [str(r) for r in raw]
+    fake_pyslurm.finish(raw[0], 3)
+    fake_pyslurm.finish(raw[1], signal=15)
+    fake_pyslurm.store[raw[2]].state = "RUNNING"
     before = fake_pyslurm.counters["jobs_load"]
     st = b.status(ids)
     assert fake_pyslurm.counters["jobs_load"] - before == 1
@@ -387,21 +258,24 @@ def test_status_is_one_rpc_with_real_exit_codes(fake_pyslurm: FakePyslurm) -> No
     assert st[ids[3]].state is JobState.PENDING
 
 
-def test_status_of_arrays(fake_pyslurm: FakePyslurm) -> None:
+def test_status_of_arrays_with_task_zero(fake_pyslurm: FakePyslurm) -> None:
     b = backend(fake_pyslurm)
-    pending = b.submit("#!/bin/bash\n#SBATCH --array=0-2\ntrue\n")
+    arr = fake_pyslurm.sbatch(workdir="/w", name="arr", output="%x-%A_%a.out", array=[0, 1, 2], held=True)
+    pending = str(arr)
     st = b.status([pending, f"{pending}_1"])
-    assert {k for k in st} == {pending, f"{pending}_0", f"{pending}_1", f"{pending}_2"}
+    assert set(st) == {pending, f"{pending}_0", f"{pending}_1", f"{pending}_2"}
     assert st[pending].state is JobState.PENDING
-    # a split, finished array: one job record per task
-    store = fake_pyslurm.store
-    for task, raw in enumerate((200, 201, 202)):
-        store[raw] = FakeJob(raw, "arr", "/w", array_id=200, array_task_id=task, state="COMPLETED")
-    store[201].state, store[201].exit_code = "FAILED", 1
-    st = b.status(["200"])
-    assert st["200_1"].exit_code == 1 and st["200_0"].is_success
-    assert st["200"].state is JobState.FAILED and st["200"].exit_code == 1
-    assert st["200"].reason == "3 tasks: 2 COMPLETED, 1 FAILED"
+    assert st[f"{pending}_0"].stdout_path == f"/w/arr-{pending}_0.out"
+    # a split, finished array: one job record per task; task 0's array_task_id is None (real pyslurm)
+    raws = fake_pyslurm.finish(arr, {0: 0, 1: 1, 2: 0})
+    assert fake_pyslurm.store[raws[0]].array_task_id is None
+    st = b.status([pending])
+    assert set(st) == {pending, f"{pending}_0", f"{pending}_1", f"{pending}_2"}
+    assert st[f"{pending}_0"].is_success and st[f"{pending}_1"].exit_code == 1
+    assert st[pending].state is JobState.FAILED and st[pending].exit_code == 1
+    assert st[pending].reason == "3 tasks: 2 COMPLETED, 1 FAILED"
+    assert b.status([f"{pending}_0"])[f"{pending}_0"].state is JobState.COMPLETED
+    assert b.log_path(f"{pending}_0") == f"/w/arr-{pending}_0.out"
 
 
 def test_status_falls_back_to_history_for_forgotten_jobs(fake_pyslurm: FakePyslurm) -> None:
@@ -416,18 +290,43 @@ def test_status_falls_back_to_history_for_forgotten_jobs(fake_pyslurm: FakePyslu
 def test_wait_and_cancel(fake_pyslurm: FakePyslurm) -> None:
     runner = VersionRunner(answers={"scancel": Completed(("scancel",), 0, "", "")})
     b = backend(fake_pyslurm, runner)
-    job = b.submit("#!/bin/bash\nsleep 60\n")
+    job = str(fake_pyslurm.sbatch(workdir="/w"))
     b.cancel([job, "999999", "555_1"])
     assert runner.argvs() == [("scancel", "555_1")]  # array tasks go through scancel
     st = b.wait([job], poll_s=0.01, timeout_s=5)
     assert st[job].state is JobState.CANCELLED
 
 
+def test_controller_errors_are_retried_then_unreachable(fake_pyslurm: FakePyslurm) -> None:
+    sleeps: list[float] = []
+    b = PyslurmBackend(VersionRunner(), module=fake_pyslurm, sleep=sleeps.append)
+    job = str(fake_pyslurm.sbatch(workdir="/w"))
+    fake_pyslurm.next_error = "Unable to contact slurm controller (connect failure)"
+    assert b.status([job])[job].state is JobState.PENDING  # one failure, then the retry answers
+    assert sleeps == [0.5]
+
+    def down() -> None:
+        raise fake_pyslurm.RPCError("Unable to contact slurm controller (connect failure)")
+
+    fake_pyslurm.Jobs.load = staticmethod(down)
+    with pytest.raises(ControllerUnreachable, match="failed 5 time"):
+        b.status([job])
+    with pytest.raises(ControllerUnreachable):
+        b.log_path(job + "_1")
+
+
+def test_other_rpc_errors_are_scheduler_errors(fake_pyslurm: FakePyslurm) -> None:
+    fake_pyslurm.next_error = "Access/permission denied"
+    with pytest.raises(SchedulerError, match="permission denied") as info:
+        backend(fake_pyslurm).status(["1"])
+    assert not isinstance(info.value, ControllerUnreachable)
+
+
 def test_log_path(fake_pyslurm: FakePyslurm, tmp_path: Path) -> None:
     b = backend(fake_pyslurm)
-    job = b.submit("#!/bin/bash\ntrue\n", cwd=str(tmp_path))
-    assert b.log_path(job) == f"{tmp_path}/slurm-{job}.out"
-    assert b.log_path("424242") is None
+    job = fake_pyslurm.sbatch(workdir=str(tmp_path), name="a b #c", output="o-%x-%j.out")
+    assert b.log_path(str(job)) == f"{tmp_path}/o-a b #c-{job}.out"
+    assert b.log_path("424242") is None  # RPCError "Invalid job id specified"
 
 
 def test_cluster_version_via_cli(fake_pyslurm: FakePyslurm) -> None:
@@ -441,3 +340,13 @@ def test_cluster_version_via_cli(fake_pyslurm: FakePyslurm) -> None:
 )  # fmt: skip
 def test_expand_task_ranges(text: str | None, tasks: list[int]) -> None:
     assert expand_task_ranges(text) == tasks
+
+
+def test_status_reads_only_the_asked_for_jobs(fake_pyslurm: FakePyslurm) -> None:
+    """Another user's big pending array is not expanded into records on every poll."""
+    mine = fake_pyslurm.sbatch(workdir="/w")
+    theirs = fake_pyslurm.sbatch(workdir="/o", array=list(range(5000)), held=True)
+    b = backend(fake_pyslurm)
+    records = b._records_of([str(mine)])
+    assert [r.raw_id for r in records] == [str(mine)]
+    assert len(b._records_of([f"{theirs}_7"])) == 5000  # asking for it: its tasks, as squeue -r shows them
