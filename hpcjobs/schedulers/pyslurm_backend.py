@@ -164,9 +164,12 @@ class PyslurmBackend(PollingWait):
 
     # ------------------------------------------------------------------------------- protocol
 
-    def array_limits(self, qos: str | None = None) -> ArrayLimits:
+    def config_limits(self) -> tuple[int, int, bool]:
+        return self._cli.config_limits()
+
+    def array_limits(self, qos: str | None = None, config: tuple[int, int, bool] | None = None) -> ArrayLimits:
         """The cluster's array and job limits (read through the CLI: configuration, not an RPC hot path)."""
-        return self._cli.array_limits(qos)
+        return self._cli.array_limits(qos, config)
 
     def job_records(self) -> int:
         return self._cli.job_records()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from hpcjobs.errors import HpcjobsError
 from hpcjobs.sweep.plan import ArrayPlan
@@ -18,16 +18,39 @@ if TYPE_CHECKING:
     from hpcjobs.schedulers.base import ArrayLimits, Scheduler
 
 
+def array_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
+    """The cluster's limits, MaxArraySize and MaxJobCount kept per configuration key (no Slurm
+    call while slurm.conf is unchanged); per-user and QoS limits asked every time."""
+    from hpcjobs.sweep.limitcache import cached_config_limits
+
+    cli = _limits_backend(scheduler, runner)
+    config = getattr(cli, "config_limits", None)
+    if config is None:  # a backend that only offers the whole answer
+        limits: ArrayLimits = cli.array_limits(qos)
+        return limits
+    # the runner that actually asks Slurm: the backend's own (the CLI one inside pyslurm's)
+    # (a backend whose runner cannot be seen is asked every time)
+    asks = getattr(cli, "runner", None) or getattr(getattr(cli, "_cli", None), "runner", None)
+    kept = cached_config_limits(config, asks) if asks is not None else config()
+    return cast("ArrayLimits", cli.array_limits(qos, kept))
+
+
+def job_records(scheduler: Scheduler, runner: Runner | None) -> int:
+    """How many job records the controller holds now (counted against MaxJobCount). One Slurm query."""
+    return int(_limits_backend(scheduler, runner).job_records())
+
+
 def cluster_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
-    """The limits, and how many job records the controller holds now (counted against MaxJobCount)."""
+    """The limits, and how many job records the controller holds now."""
+    return replace(array_limits(scheduler, runner, qos), jobs_now=job_records(scheduler, runner))
+
+
+def _limits_backend(scheduler: Scheduler, runner: Runner | None) -> Any:
     from hpcjobs.schedulers.slurm_cli import SlurmCli
 
-    probe = getattr(scheduler, "array_limits", None)
-    count = getattr(scheduler, "job_records", None)
-    if probe is None or count is None:  # a backend without them: ask the CLI
-        probe, count = SlurmCli(runner).array_limits, SlurmCli(runner).job_records
-    limits: ArrayLimits = probe(qos)
-    return replace(limits, jobs_now=int(count()))
+    if getattr(scheduler, "array_limits", None) is None or getattr(scheduler, "job_records", None) is None:
+        return SlurmCli(runner)  # a backend without them: ask the CLI
+    return scheduler
 
 
 def submit_arrays(
@@ -36,8 +59,12 @@ def submit_arrays(
     """Render and submit one script per plan; on a refusal, cancel what this call submitted."""
     done: list[ArrayEntry] = []
     first = len(record.arrays)
+    first_script: tuple[ArrayPlan, str] | None = None
     for k, plan in enumerate(plans):
-        script = array_script(job, record.directory, record.id, plan, attempt=attempt, throttle=record.throttle)
+        script = None if first_script is None else same_but_range(*first_script, plan, record.throttle)
+        if script is None:
+            script = array_script(job, record.directory, record.id, plan, attempt=attempt, throttle=record.throttle)
+            first_script = first_script or (plan, script)
         path = record.directory / f"array-{first + k}.sh"
         path.write_text(script, encoding="utf-8")
         try:
@@ -49,6 +76,25 @@ def submit_arrays(
             raise type(exc)(f"array {k + 1} of {len(plans)} refused: {exc}{undone}") from exc
         done.append(ArrayEntry(job_id, attempt, plan))
     return done
+
+
+def same_but_range(rendered: ArrayPlan, script: str, plan: ArrayPlan, throttle: int | None) -> str | None:
+    """The script of ``plan`` from the rendered script of another array of the same sweep and attempt:
+    contiguous arrays differ only in two lines of numbers (``--array`` and the first point), so
+    they are not rendered again. None where that is not certain (a retry's list of points, a line
+    not found exactly once): render it. Equal to rendering it (a unit test compares)."""
+    if rendered.start is None or plan.start is None:
+        return None
+    swaps = [
+        (f"\n#SBATCH --array={rendered.array_spec(throttle)}\n", f"\n#SBATCH --array={plan.array_spec(throttle)}\n"),
+        (f"\nhpcjobs_point=$(({rendered.start} + SLURM_ARRAY_TASK_ID))\n",
+         f"\nhpcjobs_point=$(({plan.start} + SLURM_ARRAY_TASK_ID))\n"),
+    ]  # fmt: skip
+    for old, new in swaps:
+        if script.count(old) != 1:
+            return None
+        script = script.replace(old, new)
+    return script
 
 
 def array_script(

@@ -30,6 +30,20 @@ def env_carrier(job: ResolvedJob) -> Carry:
     return _probe(runtime, job)
 
 
+def plain_prefix(job: ResolvedJob) -> str | None:
+    """The prefix under which a value free of :data:`PLAIN_UNSAFE` travels unchanged
+    (``APPTAINERENV_`` for Apptainer and Singularity), or None: ask the carrier for every value."""
+    from hpcjobs.plugins import get_runtime
+    from hpcjobs.runtimes.apptainer import ApptainerRuntime
+
+    runtime = get_runtime(job.runtime)
+    return runtime.env_prefix if isinstance(runtime, ApptainerRuntime) else None
+
+
+# what container_env_value escapes or refuses (CR only as CR LF, but any CR takes the careful path)
+PLAIN_UNSAFE = ("\\", "$", "`", "\r", "\x80", "\x81")
+
+
 def _probe(runtime: Runtime, job: ResolvedJob) -> Carry:
     """Any other runtime plugin: ask it, as it contributes a job's environment to a plan."""
     from hpcjobs.plugin_api import LaunchPlan

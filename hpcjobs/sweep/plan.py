@@ -47,12 +47,7 @@ def plan_arrays(points: Sequence[int], limits: ArrayLimits, *, contiguous: bool)
             f"{n} points are more than you may have submitted at once ({limits.submit_limit_source or 'limit'}"
             f" = {limits.max_submit_jobs}): split the sweep into parts of at most {limits.max_submit_jobs}"
         )
-    if limits.jobs_now is not None and limits.jobs_now + n >= limits.max_job_count:
-        raise LimitExceeded(
-            f"not now: the controller holds {limits.jobs_now} jobs (all users; ended ones until MinJobAge, "
-            f"every array task counted) and {n} more would reach MaxJobCount = {limits.max_job_count}; sbatch "
-            "would wait minutes and then fail. Submit fewer points, or later"
-        )
+    check_room(n, limits)
     size = limits.max_array_size  # task ids 0 … MaxArraySize-1
     out: list[ArrayPlan] = []
     for first in range(0, n, size):
@@ -62,3 +57,14 @@ def plan_arrays(points: Sequence[int], limits: ArrayLimits, *, contiguous: bool)
         else:
             out.append(ArrayPlan(count=len(chunk), points=tuple(chunk)))
     return out
+
+
+def check_room(n: int, limits: ArrayLimits) -> None:
+    """Refuse ``n`` more tasks when the controller's job records (``limits.jobs_now``, when
+    counted) would reach MaxJobCount: sbatch would retry for minutes and then fail part-way."""
+    if limits.jobs_now is not None and limits.jobs_now + n >= limits.max_job_count:
+        raise LimitExceeded(
+            f"not now: the controller holds {limits.jobs_now} jobs (all users; ended ones until MinJobAge, "
+            f"every array task counted) and {n} more would reach MaxJobCount = {limits.max_job_count}; sbatch "
+            "would wait minutes and then fail. Submit fewer points, or later"
+        )

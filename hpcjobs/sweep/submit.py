@@ -8,14 +8,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcjobs.errors import ConfigError
-from hpcjobs.sweep.arrays import cluster_limits, submit_arrays
-from hpcjobs.sweep.envcarry import env_carrier
-from hpcjobs.sweep.plan import plan_arrays
-from hpcjobs.sweep.pointfile import encode_points, write_points
+from hpcjobs.sweep.arrays import array_limits, job_records, submit_arrays
+from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
+from hpcjobs.sweep.plan import check_room, plan_arrays
+from hpcjobs.sweep.pointfile import encode_plain, encode_points, write_points
 from hpcjobs.sweep.points import Point, to_points
 from hpcjobs.sweep.record import SweepRecord, new_id
 
@@ -65,15 +66,25 @@ def submit_sweep(
     refuse_own_fields(merged)
     resolved = resolve(spec, site, overrides)  # refuses bad jobs before asking Slurm anything
     sched = scheduler or get_scheduler(runner)
-    # the two Slurm queries run while the points are checked and encoded (they wait on slurmctld)
+    # counting the controller's job records (one squeue, 20-50 ms) runs while everything up to the
+    # first sbatch is done here; it is awaited, and its "not now" refusal made, before any file is
+    # written or anything submitted
     with ThreadPoolExecutor(max_workers=1) as pool:
-        asked = pool.submit(cluster_limits, sched, runner, resolved.qos)
-        pts = to_points(points)
-        groups = encode_points(pts, env_carrier(resolved))  # refuses values that cannot travel unchanged
-        limits = asked.result()
-    plans = plan_arrays(range(len(pts)), limits, contiguous=True)
+        counted = pool.submit(job_records, sched, runner)
+        try:
+            limits = array_limits(sched, runner, resolved.qos)  # slurm.conf's: kept per configuration key
+            raw = points if type(points) is list else list(points)
+            groups = encode_plain(raw, plain_prefix(resolved))  # the common points, checked per group
+            if groups is None:  # checks each value; refuses what cannot travel unchanged, saying why
+                groups = encode_points(to_points(raw), env_carrier(resolved))
+            n_points = len(raw)
+            plans = plan_arrays(range(n_points), limits, contiguous=True)  # refuses what can never fit
+            job = prepare(spec, site, overrides, runner=runner, scheduler=sched)  # the one image preparation
+        except BaseException:
+            counted.cancel()
+            raise
+        check_room(n_points, replace(limits, jobs_now=counted.result()))
 
-    job = prepare(spec, site, overrides, runner=runner, scheduler=sched)  # the one image preparation
     workdir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
     sweep_id = new_id(job.name)
     base = Path(directory) if directory is not None else Path(workdir) / SWEEP_DIRS / sweep_id
@@ -87,7 +98,7 @@ def submit_sweep(
     (base / "logs").mkdir(parents=True, exist_ok=True)
     write_points(base, groups)
     record = SweepRecord(
-        id=sweep_id, directory=base, n_points=len(pts),
+        id=sweep_id, directory=base, n_points=n_points,
         job=merged.model_dump(mode="json", exclude_unset=True), site=site.model_dump(mode="json", exclude_unset=True),
         image={"path": job.image, "ref": job.image_ref, "digest": job.image_digest},
         cwd=workdir, throttle=job.array_throttle, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

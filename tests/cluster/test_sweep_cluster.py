@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pwd
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from hpcjobs.api import ContainerJob
 from hpcjobs.config import load_site
+from hpcjobs.runner import RecordingRunner
 from hpcjobs.runtimes.apptainer import UNCARRIABLE_ENV
 from hpcjobs.schedulers import SlurmCli
 from hpcjobs.schedulers.base import ArrayLimits
@@ -67,6 +69,20 @@ def test_cluster_limits_are_read_from_slurm(cluster: Cluster) -> None:
     assert limits == ArrayLimits(1001, 10000)  # dev cluster: no slurmdbd, so no per-user limits visible
     listed = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout
     assert abs(SlurmCli().job_records() - len(listed.splitlines())) < 200  # others submit meanwhile
+
+
+def test_sweep_submission_asks_slurm_once_per_array_plus_one_count(cluster: Cluster, job_dir: Path) -> None:
+    """With the limits kept from an earlier sweep (same slurm.conf), a sweep costs one squeue (the
+    job-record count) and one sbatch per array: no scontrol show config."""
+    job = ContainerJob(image=cluster.image("tiny_sif"), command=["true"], extra_sbatch=["--hold"])
+    job.map([["first"]], SITE, cwd=job_dir).cancel()
+    recorded = RecordingRunner()  # every call goes to the real Slurm
+    sw = job.map([["a"], ["b c"]], SITE, runner=recorded, cwd=job_dir)
+    try:
+        assert recorded.programs() == ["squeue", "sbatch"]
+        assert "ArrayTaskId=0-1" in scontrol_lines(sw.job_ids[0])[0]
+    finally:
+        sw.cancel()
 
 
 def test_sweep_larger_than_max_array_size_held_released_and_cancelled(cluster: Cluster, job_dir: Path) -> None:
@@ -253,6 +269,11 @@ def test_user_cli_sweep_cancel_and_list(cluster: Cluster, job_dir: Path, user_cl
     assert r.returncode == 0, r.stderr
     sweep_id = json.loads(r.stdout)["sweep_id"]
     assert (job_dir / "mine" / "sweep.json").is_file()
+    kept = Path(os.path.expanduser(f"~{cluster.test_user}")) / ".cache" / "hpcjobs" / "limits"
+    (limits_file,) = kept.glob("*.json")  # MaxArraySize/MaxJobCount kept for the next sweep, private
+    assert limits_file.stat().st_uid == pwd.getpwnam(cluster.test_user).pw_uid
+    assert not limits_file.stat().st_mode & 0o022
+    assert json.loads(limits_file.read_text())["max_job_count"] == SlurmCli().array_limits().max_job_count
     assert sweep_id in user_cli("sweep", "list", cwd=job_dir).stdout.split()
     r = user_cli("sweep", "cancel", sweep_id, cwd=job_dir)
     assert r.returncode == 0, r.stderr

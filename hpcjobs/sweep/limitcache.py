@@ -1,0 +1,104 @@
+"""MaxArraySize and MaxJobCount, kept per Slurm configuration key, so that a sweep does not ask
+slurmctld (``scontrol show config``, 4-10 ms on the dev VM, more on a busy controller) every time.
+
+Both are set in ``slurm.conf`` and change only with it (MaxJobCount even needs a restart of
+slurmctld), so the key of :func:`hpcjobs.config.discovered.config_key` (a hash of ``slurm.conf``
+and ``gres.conf``, well under a millisecond) says when the kept values are stale. Where the files
+cannot be read (a configless client) that key is itself ``scontrol show config``, so nothing is
+kept and Slurm is asked as before. The file, ``<cache>/limits/<cluster>.json``, is trusted under
+the same rules as the discovered site config (owned by the user, nobody else can write it or its
+folder, younger than :data:`~hpcjobs.config.discovered.MAX_AGE_S`). Per-user and QoS limits
+(``sacctmgr``) are never kept: they change without slurm.conf changing.
+
+The key describes *this host's* Slurm, so values are kept only when Slurm is asked on this host:
+through the default runner (or a :class:`~hpcjobs.runner.RecordingRunner` that only passes calls
+on to it). A runner that answers itself (a fake) or could run elsewhere neither reads nor writes
+the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpcjobs.runner import Runner
+
+Limits = tuple[int, int, bool]  # MaxArraySize, MaxJobCount, accounting storage enabled
+
+
+def cached_config_limits(
+    fetch: Callable[[], Limits], runner: Runner | None = None, env: Mapping[str, str] | None = None
+) -> Limits:
+    """``fetch()`` (which asks Slurm through ``runner``), or what it returned earlier for the same
+    configuration key."""
+    from hpcjobs.config.discovered import DEFAULT_SLURM_CONF, config_key
+    from hpcjobs.errors import HpcjobsError
+    from hpcjobs.user_cache import cache_root
+
+    environ = os.environ if env is None else env
+    if not asks_this_host(runner):
+        return fetch()
+    if not os.access(environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF, os.R_OK):
+        return fetch()  # configless: the key would be one more scontrol show config
+    try:
+        key = config_key(runner, environ)
+    except HpcjobsError:
+        return fetch()
+    if key.basis == "scontrol show config":  # no readable slurm.conf: no cheap key to trust
+        return fetch()
+    path = cache_root(environ) / "limits" / f"{key.cluster}.json"
+    kept = _read(path, key.digest)
+    if kept is not None:
+        return kept
+    value = fetch()
+    _write(path, key.digest, value)
+    return value
+
+
+def asks_this_host(runner: Runner | None) -> bool:
+    from hpcjobs.runner import RecordingRunner, SubprocessRunner
+
+    if runner is None or type(runner) is SubprocessRunner:
+        return True
+    return type(runner) is RecordingRunner and runner.answer is None and asks_this_host(runner.inner)
+
+
+def _read(path: Path, digest: str) -> Limits | None:
+    from hpcjobs.config.discovered import MAX_AGE_S
+    from hpcjobs.user_cache import owned_private, private_dir
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) and owned_private(st) and private_dir(path.parent)):
+            return None
+        if time.time() - st.st_mtime > MAX_AGE_S:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = json.loads(fh.read(4096))
+        if data.get("key") != digest:
+            return None
+        max_array, max_jobs, accounting = data["max_array_size"], data["max_job_count"], data["accounting"]
+        if type(max_array) is not int or type(max_jobs) is not int or type(accounting) is not bool:
+            return None
+        return max_array, max_jobs, accounting
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, digest: str, value: Limits) -> None:
+    from hpcjobs.config.discovered import _write_private
+
+    text = json.dumps({"key": digest, "max_array_size": value[0], "max_job_count": value[1], "accounting": value[2]})
+    _write_private(path.parent, path, text + "\n")  # when it cannot be written, Slurm is asked next time

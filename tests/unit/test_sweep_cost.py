@@ -1,0 +1,230 @@
+"""What a sweep submission costs, structurally: how many Slurm calls it makes, the
+per-configuration-key cache of MaxArraySize / MaxJobCount (hpcjobs.sweep.limitcache), and the fast
+paths that must give exactly what the careful ones give (points encoded per group, arrays of one
+sweep rendered once). Timings are in benchmarks/sweep_submit.py, never here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpcjobs.errors import ConfigError, LimitExceeded
+from hpcjobs.runner import Completed, RecordingRunner, SubprocessRunner
+from hpcjobs.schedulers.base import ArrayLimits
+from hpcjobs.sweep.arrays import array_script, same_but_range
+from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
+from hpcjobs.sweep.limitcache import asks_this_host, cached_config_limits
+from hpcjobs.sweep.plan import plan_arrays
+from hpcjobs.sweep.pointfile import GROUP, encode_plain, encode_points
+from hpcjobs.sweep.points import to_points
+from tests.strategies import hostile_text
+from tests.unit import test_sweep as _sweep
+from tests.unit.test_sweep import SITE, FakeSlurm, _job
+
+sif = _sweep.sif  # the fixture: the dev image path stats as a file
+
+CONF = "ClusterName=lab\nMaxArraySize=1001\nMaxJobCount=10000\n"
+
+
+class Fetch:
+    def __init__(self, value: tuple[int, int, bool] = (1001, 10000, False)) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> tuple[int, int, bool]:
+        self.calls += 1
+        return self.value
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    conf = tmp_path / "etc" / "slurm.conf"
+    conf.parent.mkdir()
+    conf.write_text(CONF)
+    return {"SLURM_CONF": str(conf), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+def test_limits_are_asked_once_per_configuration_key(env: dict[str, str]) -> None:
+    fetch = Fetch()
+    assert cached_config_limits(fetch, None, env) == (1001, 10000, False)
+    assert cached_config_limits(fetch, None, env) == (1001, 10000, False)
+    assert fetch.calls == 1
+    kept = Path(env["XDG_CACHE_HOME"]) / "hpcjobs" / "limits" / "lab.json"
+    assert json.loads(kept.read_text())["max_job_count"] == 10000
+    Path(env["SLURM_CONF"]).write_text(CONF.replace("10000", "20000"))  # the admin changed slurm.conf
+    fetch.value = (1001, 20000, False)
+    assert cached_config_limits(fetch, None, env) == (1001, 20000, False)
+    assert fetch.calls == 2
+    assert cached_config_limits(fetch, SubprocessRunner(), env) == (1001, 20000, False)
+    assert fetch.calls == 2
+
+
+def test_a_configless_client_asks_once_and_keeps_nothing(env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:  # fmt: skip
+    import hpcjobs.config.discovered as discovered
+
+    keyed: list[object] = []  # a key from scontrol show config would be a second query
+    monkeypatch.setattr(discovered, "_key_from_scontrol", lambda *a: keyed.append(a) or discovered.ConfigKey(
+        "lab", "d", "scontrol show config"))  # fmt: skip
+    fetch = Fetch()
+    configless = {**env, "SLURM_CONF": env["SLURM_CONF"] + ".absent"}
+    for _ in range(2):
+        assert cached_config_limits(fetch, None, configless) == (1001, 10000, False)
+    assert fetch.calls == 2 and keyed == []
+    assert not (Path(env["XDG_CACHE_HOME"]) / "hpcjobs" / "limits").exists()
+
+
+def test_kept_limits_are_not_trusted_when_others_could_write_them(env: dict[str, str]) -> None:
+    fetch = Fetch()
+    cached_config_limits(fetch, None, env)
+    kept = Path(env["XDG_CACHE_HOME"]) / "hpcjobs" / "limits" / "lab.json"
+    kept.write_text(kept.read_text().replace("10000", "99999"))
+    os.chmod(kept, 0o666)
+    assert cached_config_limits(fetch, None, env) == (1001, 10000, False)  # asked again, not the planted value
+    assert fetch.calls == 2
+    kept.write_text("{not json")
+    os.chmod(kept, 0o644)
+    assert cached_config_limits(fetch, None, env) == (1001, 10000, False)
+    assert fetch.calls == 3
+
+
+def test_a_runner_that_answers_itself_never_reads_or_writes_kept_limits(env: dict[str, str]) -> None:
+    fake = RecordingRunner(answer=lambda c: Completed(c.argv, 0, "", ""))
+    assert not asks_this_host(fake)
+    assert asks_this_host(RecordingRunner())  # records, but every call goes to this host's Slurm
+    assert not asks_this_host(RecordingRunner(inner=fake))
+    fetch = Fetch((4, 100, False))
+    for _ in range(2):
+        assert cached_config_limits(fetch, fake, env) == (4, 100, False)
+    assert fetch.calls == 2
+    assert not (Path(env["XDG_CACHE_HOME"]) / "hpcjobs" / "limits").exists()
+
+
+def test_slurm_calls_per_sweep_submission(tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One limits query, one job-record count, then one sbatch per array and nothing else; the
+    count is made before the first sbatch."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = FakeSlurm()
+    _job().map([[f"p{i}"] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    programs = fake.runner.programs()
+    assert sorted(programs) == ["sbatch", "sbatch", "sbatch", "scontrol", "squeue"]
+    assert programs[-3:] == ["sbatch", "sbatch", "sbatch"]  # nothing between the arrays
+    assert not (tmp_path / "cache" / "hpcjobs" / "limits").exists()  # a fake's answers are never kept
+
+
+def test_not_now_refusal_comes_before_any_file_or_sbatch(tmp_path: Path, sif: None) -> None:
+    fake = FakeSlurm()
+    fake.records_now = 25  # 50 job records: 50 more would reach MaxJobCount = 100
+    with pytest.raises(LimitExceeded, match="not now: the controller holds 50 jobs"):
+        _job().map([[str(i)] for i in range(50)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert "sbatch" not in fake.runner.programs()
+    assert not (tmp_path / "hpcjobs-sweeps").exists()
+
+
+def _careful(raw: list[object]) -> list[bytes]:
+    return encode_points(to_points(raw), env_carrier(_job().resolve(SITE)))  # type: ignore[arg-type]
+
+
+names = st.sampled_from(["SEED", "A_B", "x1", "_"])
+values = st.one_of(hostile_text, st.sampled_from(["$HOME", "a\\b", "`id`", "\r\n", "\x80", "a\x00b", ""]))
+plain_points = st.one_of(
+    st.lists(values, max_size=4),
+    st.fixed_dictionaries({}, optional={"args": st.lists(values, max_size=3), "env": st.dictionaries(names, values,
+                                                                                                  max_size=3)}),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(plain_points, min_size=1, max_size=8))
+def test_property_points_encoded_per_group_are_the_careful_bytes(raw: list[object]) -> None:
+    """Where the one-pass encoding answers, its bytes are the checked path's; where a value cannot
+    travel (NUL, CR LF, U+0080) it does not answer, and the checked path refuses it."""
+    prefix = plain_prefix(_job().resolve(SITE))
+    assert prefix == "APPTAINERENV_"
+    fast = encode_plain(raw, prefix)
+    try:
+        as_points = to_points(raw)
+    except ConfigError:
+        as_points = None
+    if as_points is not None:
+        assert encode_plain(as_points, prefix) == fast
+    try:
+        careful = _careful(raw)
+    except ConfigError:
+        assert fast is None
+        return
+    assert fast is None or fast == careful
+
+
+def test_points_encoded_per_group_across_group_files() -> None:
+    raw: list[object] = [{"args": ["--lr", f"{i}", "it's $x"], "env": {"SEED": f"s {i}"}} for i in range(GROUP + 5)]
+    fast = encode_plain(raw, "APPTAINERENV_")
+    assert fast is not None and len(fast) == 2 and fast == _careful(raw)
+    assert encode_plain([*raw, ["a\x00b"]], "APPTAINERENV_") is None  # a NUL: the checked path says where
+    assert encode_plain([*raw, {"env": {"K": "$HOME"}}], "APPTAINERENV_") is None  # escaped by the runtime
+    assert encode_plain([*raw, [1, 2]], "APPTAINERENV_") is None  # numbers: written by the checked path
+    assert encode_plain([{"env": {"1BAD": "v"}}], "APPTAINERENV_") is None
+    assert encode_plain(raw, None) is None  # a runtime that is asked value by value
+    from_file = to_points(raw)  # Points, as a job file's sweep: section gives them
+    assert encode_plain(from_file, "APPTAINERENV_") == fast
+
+
+@pytest.mark.parametrize("throttle", [None, 7])
+def test_arrays_of_one_sweep_are_rendered_once_and_equal_to_rendering_each(tmp_path: Path, throttle: int | None
+                                                                          ) -> None:  # fmt: skip
+    job = _job().resolve(SITE)
+    where = tmp_path / "a dir with $HOME and 'quotes'"
+    plans = plan_arrays(range(2500), ArrayLimits(1001, 10000), contiguous=True)
+    first = array_script(job, where, "sw-1", plans[0], attempt=0, throttle=throttle)
+    for plan in plans[1:]:
+        derived = same_but_range(plans[0], first, plan, throttle)
+        assert derived == array_script(job, where, "sw-1", plan, attempt=0, throttle=throttle)
+    retry = plan_arrays([3, 9], ArrayLimits(1001, 10000), contiguous=False)[0]
+    assert same_but_range(plans[0], first, retry, throttle) is None  # a list of points: rendered
+    assert same_but_range(plans[0], first.replace("#SBATCH --array=", "#SBATCH --arr="), plans[1], throttle) is None
+
+
+def test_a_sweep_renders_its_script_once(tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hpcjobs.render
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls: list[int] = []
+    real = hpcjobs.render.render
+    monkeypatch.setattr(hpcjobs.render, "render", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fake = FakeSlurm()
+    sw = _job().map([[f"p{i}"] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert len(sw.job_ids) == 3 and len(calls) == 1
+    assert "hpcjobs_point=$((8 + SLURM_ARRAY_TASK_ID))" in fake.scripts[sw.job_ids[2]]
+    assert (sw.directory / "array-2.sh").read_text() == fake.scripts[sw.job_ids[2]]
+
+
+def test_job_records_count_a_pending_array_by_its_tasks() -> None:
+    from hpcjobs.schedulers.slurm_cli import count_job_records
+
+    listed = "15089_[0-6,8-1000%50]\n15084_[0-2]\n15090_7\n15091\n15092+0\n\n15093_[4]\n"
+    assert count_job_records(listed) == 7 + 993 + 3 + 1 + 1 + 1 + 1
+    assert count_job_records("") == 0
+    for unreadable in ("15089_[0-3,5,...]", "15089_[5-2]", "15089_[0x1F]", "JOBID", "15089_[0-3"):
+        assert count_job_records(unreadable) is None, unreadable
+
+
+def test_job_records_ask_squeue_r_when_a_line_cannot_be_read() -> None:
+    from hpcjobs.schedulers import SlurmCli
+
+    def answer(call: Completed | object) -> Completed:
+        argv = call.argv  # type: ignore[attr-defined]
+        text = "7_[0-3,5,...]\n8\n" if "-r" not in argv else "7_0\n7_1\n7_2\n7_3\n7_5\n7_9\n8\n"
+        return Completed(argv, 0, text, "")
+
+    runner = RecordingRunner(answer=answer)
+    assert SlurmCli(runner).job_records() == 7
+    first, second = runner.calls
+    assert "-r" not in first.argv and first.env == {"SLURM_BITSTR_LEN": "0"}  # the task list printed whole
+    assert "-r" in second.argv
+    runner = RecordingRunner(answer=lambda c: Completed(c.argv, 0, "7_[0-3,5]\n8\n", ""))
+    assert SlurmCli(runner).job_records() == 6 and len(runner.calls) == 1
