@@ -1,13 +1,16 @@
 """Where hpcjobs keeps its per-user caches, and when a file there may be trusted.
 
-Shared by the validated site config cache (:mod:`hpcjobs.config.cache`) and the entry-point table
-(:mod:`hpcjobs.plugin_index`); a leaf module, so that neither depends on the other's package.
+Shared by the validated site config cache (:mod:`hpcjobs.config.cache`), the entry-point table
+(:mod:`hpcjobs.plugin_index`), the discovered site config (:mod:`hpcjobs.config.discovered`) and the
+sweep's kept Slurm limits (:mod:`hpcjobs.sweep.limitcache`); a leaf module, so that none depends on
+another's package.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,3 +42,49 @@ def private_dir(folder: Path) -> bool:
     except OSError:
         return False
     return stat.S_ISDIR(st.st_mode) and owned_private(st)
+
+
+def read_private(path: Path, max_bytes: int, max_age_s: float, now_s: float | None = None) -> bytes | None:
+    """Up to ``max_bytes`` of ``path`` when the file is a regular file :func:`owned_private` holds for,
+    in a :func:`private_dir`, and modified less than ``max_age_s`` ago; otherwise ``None``.
+
+    The checks are made on what was opened (``O_NOFOLLOW`` + ``fstat``), not on a path looked up twice.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) and owned_private(st) and private_dir(path.parent)):
+            return None
+        if (time.time() if now_s is None else now_s) - st.st_mtime > max_age_s:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(max_bytes)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_private(folder: Path, path: Path, text: str) -> str | None:
+    """Publish ``text`` at ``path`` atomically; the reason when it cannot be (then nothing is cached)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not private_dir(folder):
+            return f"{folder} is not a folder that only you can write, so the cluster is asked on every call"
+        import tempfile  # only on a miss: it pulls in shutil, bz2, lzma
+
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        return f"cannot write {path} ({exc.strerror or exc}), so the cluster is asked on every call"
+    return None

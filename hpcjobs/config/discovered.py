@@ -28,16 +28,13 @@ import hashlib
 import logging
 import os
 import re
-import stat
-import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcjobs.config.cache import cache_root
-from hpcjobs.user_cache import owned_private, private_dir
+from hpcjobs.user_cache import read_private, write_private
 
 if TYPE_CHECKING:
     from hpcjobs.runner import Runner
@@ -127,7 +124,7 @@ def discovered_site(
     if _cached_key(path, now_s) == key.digest:
         return Discovered(path, key, rediscovered=False)
     text = _discover_text(runner, key)
-    problem = _write_private(folder, path, text)
+    problem = write_private(folder, path, text)
     found = Discovered(path, key, rediscovered=True, text=text if problem else None)
     _log.warning(
         "note: no site config is published here; using the one %s "
@@ -160,40 +157,8 @@ def _discover_text(runner: Runner | None, key: ConfigKey) -> str:
 
 def _cached_key(path: Path, now_s: float | None) -> str | None:
     """The key on the cached file's first line, when the file can be trusted and is young enough."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
+    head = read_private(path, 256, MAX_AGE_S, now_s)
+    if head is None:
         return None
-    try:
-        st = os.fstat(fd)
-        if not (stat.S_ISREG(st.st_mode) and owned_private(st) and private_dir(path.parent)):
-            return None
-        if (time.time() if now_s is None else now_s) - st.st_mtime > MAX_AGE_S:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            first = fh.readline(256).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    first = head.split(b"\n", 1)[0].decode("ascii", "replace").strip()
     return first[len(KEY_PREFIX) :].strip() if first.startswith(KEY_PREFIX.strip()) else None
-
-
-def _write_private(folder: Path, path: Path, text: str) -> str | None:
-    """Publish ``text`` at ``path`` atomically; the reason when it cannot be (then nothing is cached)."""
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not private_dir(folder):
-            return f"{folder} is not a folder that only you can write, so the cluster is asked on every call"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".yaml")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        return f"cannot write {path} ({exc.strerror or exc}), so the cluster is asked on every call"
-    return None

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,34 +69,25 @@ def asks_this_host(runner: Runner | None) -> bool:
 
 def _read(path: Path, digest: str) -> Limits | None:
     from hpcjobs.config.discovered import MAX_AGE_S
-    from hpcjobs.user_cache import owned_private, private_dir
+    from hpcjobs.user_cache import read_private
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
+    raw = read_private(path, 4096, MAX_AGE_S)
+    if raw is None:
         return None
     try:
-        st = os.fstat(fd)
-        if not (stat.S_ISREG(st.st_mode) and owned_private(st) and private_dir(path.parent)):
-            return None
-        if time.time() - st.st_mtime > MAX_AGE_S:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = json.loads(fh.read(4096))
+        data = json.loads(raw)
         if data.get("key") != digest:
             return None
         max_array, max_jobs, accounting = data["max_array_size"], data["max_job_count"], data["accounting"]
         if type(max_array) is not int or type(max_jobs) is not int or type(accounting) is not bool:
             return None
         return max_array, max_jobs, accounting
-    except (OSError, ValueError, KeyError, AttributeError):
+    except (ValueError, KeyError, AttributeError):
         return None
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, digest: str, value: Limits) -> None:
-    from hpcjobs.config.discovered import _write_private
+    from hpcjobs.user_cache import write_private
 
     text = json.dumps({"key": digest, "max_array_size": value[0], "max_job_count": value[1], "accounting": value[2]})
-    _write_private(path.parent, path, text + "\n")  # when it cannot be written, Slurm is asked next time
+    write_private(path.parent, path, text + "\n")  # when it cannot be written, Slurm is asked next time
