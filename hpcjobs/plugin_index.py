@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -126,21 +127,10 @@ def _stat_text(path: str) -> str:
 
 
 def _read(path: Path, cache: Any) -> list[EntryPointRow] | None:
-    if not cache.private_dir(path.parent):
+    data = cache.read_private(path, -1, math.inf)
+    if data is None:
         return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        if not cache.owned_private(os.fstat(fd)):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    text = data.decode("utf-8", errors="replace")
     lines = text.split("\n")
     if lines[0] != _FORMAT or lines[-1] != "":  # foreign or truncated
         return None

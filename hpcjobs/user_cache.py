@@ -45,7 +45,7 @@ def private_dir(folder: Path) -> bool:
 
 
 def read_private(path: Path, max_bytes: int, max_age_s: float, now_s: float | None = None) -> bytes | None:
-    """Up to ``max_bytes`` of ``path`` when the file is a regular file :func:`owned_private` holds for,
+    """Up to ``max_bytes`` (all: -1) of ``path`` when the file is a regular file :func:`owned_private` holds for,
     in a :func:`private_dir`, and modified less than ``max_age_s`` ago; otherwise ``None``.
 
     The checks are made on what was opened (``O_NOFOLLOW`` + ``fstat``), not on a path looked up twice.

@@ -18,15 +18,14 @@ Set ``HPCJOBS_NO_SITE_CACHE=1`` to bypass the cache.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcjobs.user_cache import DISABLE_VAR, cache_root, enabled
-from hpcjobs.user_cache import owned_private as _owned_private
+from hpcjobs.user_cache import DISABLE_VAR, cache_root, enabled, read_private
 from hpcjobs.user_cache import private_dir as _private_dir
 
 if TYPE_CHECKING:
@@ -75,23 +74,9 @@ def load_cached(key: str, env: Mapping[str, str] | None = None) -> SiteConfig | 
     """The cached model for ``key``, or None when there is none that can be trusted."""
     from hpcjobs.config.site import SiteConfig
 
-    folder = cache_root(env) / "site-validated"
-    if not _private_dir(folder):
+    data = read_private(cache_root(env) / "site-validated" / f"{key}.pickle", -1, math.inf)
+    if data is None:
         return None
-    try:
-        fd = os.open(folder / f"{key}.pickle", os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not _owned_private(st) or not stat.S_ISREG(st.st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     if not data.startswith(_FORMAT + b"\n"):
         return None
     try:
