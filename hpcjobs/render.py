@@ -9,8 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Sequence
 
-from hpcjobs.directives import checked_directive, quote_value, slurm_input_vars, uncarriable
-from hpcjobs.errors import ConfigError
+from hpcjobs.directives import checked_directive, slurm_input_vars
 from hpcjobs.plugin_api import LaunchPlan, ResolvedJob, ScriptLine
 
 PRECEDENCE = "CLI (--set) > job spec > partition > site defaults > built-in default"
@@ -25,15 +24,6 @@ def sh_quote(value: str) -> str:
 
 def sh_join(argv: Sequence[str]) -> str:
     return " ".join(sh_quote(a) for a in argv)
-
-
-def directive_value(value: str) -> str:
-    """``value`` as one word of an ``#SBATCH`` line (sbatch's own quoting, see hpcjobs.directives);
-    a value no directive can carry (a control character) is refused."""
-    bad = uncarriable(value)
-    if bad is not None:
-        raise ConfigError(f"{value!r} {bad}, which an #SBATCH line cannot carry")
-    return quote_value(value)
 
 
 def render(

@@ -17,7 +17,7 @@ from hpcjobs.sweep.arrays import array_limits, job_records, submit_arrays
 from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
 from hpcjobs.sweep.plan import check_room, plan_arrays
 from hpcjobs.sweep.pointfile import encode_plain, encode_points, write_points
-from hpcjobs.sweep.points import Point, to_points
+from hpcjobs.sweep.points import to_points
 from hpcjobs.sweep.record import SweepRecord, new_id
 
 if TYPE_CHECKING:
@@ -107,9 +107,3 @@ def submit_sweep(
     record.save()
     record.register()
     return Sweep(record, sched)
-
-
-def points_of(record: SweepRecord) -> list[Point]:
-    from hpcjobs.sweep.pointfile import read_point
-
-    return [read_point(record.directory, i) for i in range(record.n_points)]
