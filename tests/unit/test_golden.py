@@ -6,8 +6,6 @@ Regenerate after an intended change with:  HPCJOBS_REGEN_GOLDEN=1 pytest tests/u
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from hpcjobs.config import load_site
 from hpcjobs.render import render
 from hpcjobs.resolve import resolve
 from hpcjobs.spec import JobSpec
+from tests.shellcheck import assert_shellcheck_clean
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 SITE = load_site(GOLDEN / "site.yaml")
@@ -62,12 +61,6 @@ def test_golden_script(case: str) -> None:
 
 
 def test_goldens_are_shellcheck_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        if os.environ.get("HPCJOBS_REQUIRE_CLUSTER") == "1":
-            pytest.fail("shellcheck is not installed (scripts/dev-cluster up installs it)")
-        pytest.skip("shellcheck is not installed")
     scripts = sorted((GOLDEN / "scripts").glob("*.sh"))
     assert len(scripts) == len(CASES)
-    proc = subprocess.run([shellcheck, "-s", "bash", *map(str, scripts)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_shellcheck_clean(scripts)

@@ -6,8 +6,6 @@ Regenerate after an intended change with:  HPCJOBS_REGEN_GOLDEN=1 pytest tests/u
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from hpcjobs.resolve import resolve
 from hpcjobs.spec import JobSpec
 from hpcjobs.sweep.arrays import array_script
 from hpcjobs.sweep.plan import ArrayPlan
+from tests.shellcheck import assert_shellcheck_clean
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 SITES = {"golden": load_site(GOLDEN / "site.yaml"), "explain": load_site(GOLDEN / "explain" / "site.yaml")}
@@ -64,12 +63,6 @@ def test_each_runtime_gets_the_point_env_under_its_own_prefix() -> None:
 
 
 def test_sweep_goldens_are_shellcheck_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        if os.environ.get("HPCJOBS_REQUIRE_CLUSTER") == "1":
-            pytest.fail("shellcheck is not installed (scripts/dev-cluster up installs it)")
-        pytest.skip("shellcheck is not installed")
     scripts = sorted((GOLDEN / "sweep").glob("*.sh"))
     assert len(scripts) == len(CASES)
-    proc = subprocess.run([shellcheck, "-s", "bash", *map(str, scripts)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_shellcheck_clean(scripts)
