@@ -49,15 +49,21 @@ def _time_text(minutes: int) -> str:
     return f"{days}-{text}" if days else text
 
 
+# keys scontrol (22.05, 24.11) may print after StdOut= on the same -o line
+_AFTER_STDOUT = ("Power", "KillOInInvalidDependent", "TresPerJob", "TresPerNode", "TresPerSocket", "TresPerTask",
+                 "TresBind", "TresFreq", "MailUser", "MailType", "CpusPerTres", "MemPerTres", "NtasksPerTRES",
+                 "Switches", "Container", "ContainerID", "Comment")
+
+
 def _record(job_id: str) -> dict[str, str]:
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, check=True).stdout
     line = out.decode("utf-8", "surrogateescape").split("\n")[0]
     fields = scontrol_fields(line)
     # the two values users write may contain " key=" themselves: cut them at what scontrol prints
-    # next (after StdOut: "Power=" on 22.05, "KillOInInvalidDependent=" on both, "TresPerJob=" on
-    # 24.11 when GPUs are asked for, or the end)
-    for key, after in (("JobName", " UserId="),
-                       ("StdOut", r"(?: (?:Power|KillOInInvalidDependent|TresPerJob)=.*)? ?$")):
+    # next (after StdOut: "Power=" on 22.05, "KillOInInvalidDependent=" on both; on 24.11 "TresPerJob="
+    # when GPUs are asked for, "MailUser=" with --mail-type, …; or the end)
+    after_stdout = "|".join(_AFTER_STDOUT)
+    for key, after in (("JobName", " UserId="), ("StdOut", rf"(?: (?:{after_stdout})=.*)? ?$")):
         m = re.search(rf"(?:^| ){key}=(.*?){after}", line)
         assert m is not None, line
         fields[key] = m.group(1)
@@ -217,6 +223,16 @@ def test_issue_cases_refused_and_what_sbatch_would_have_done(
     held.append(r.stdout.decode().strip())
     rec = _record(held[-1])
     assert rec["Partition"] == "gpu" or rec["StdOut"] == f"{job_dir}/ab"
+
+
+def test_mail_and_gpu_options_do_not_confuse_the_record(cluster: Cluster, job_dir: Path, held: list[str]) -> None:
+    """24.11 prints MailUser=/TresPerJob= right after StdOut= (found by the property test above)."""
+    site = load_site(DEV_SITE)
+    job = resolve(JobSpec(image=cluster.image("tiny_sif"), name="mail", time_min=5, gpus=1,
+                          output="o ut.log", extra_sbatch=["--mail-type=END"]), site)  # fmt: skip
+    job_id = SlurmCli(_held(held)).submit(render(job), cwd=str(job_dir))
+    _assert_recorded_as_explained(job, job_id, job_dir)
+    assert _record(job_id)["StdOut"] == f"{job_dir}/o ut.log"
 
 
 def test_login_env_cannot_change_the_job_root(
