@@ -66,7 +66,7 @@ def scontrol_lines(job_id: str) -> list[str]:
 
 def test_cluster_limits_are_read_from_slurm(cluster: Cluster) -> None:
     limits = SlurmCli().array_limits()
-    assert limits == ArrayLimits(1001, 10000)  # dev cluster: no slurmdbd, so no per-user limits visible
+    assert limits == ArrayLimits(1001, 30000)  # dev cluster: no slurmdbd, so no per-user limits visible
     listed = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout
     assert abs(SlurmCli().job_records() - len(listed.splitlines())) < 200  # others submit meanwhile
 
@@ -142,7 +142,7 @@ class _Capture:
         self.scripts: list[str] = []
 
     def array_limits(self, qos: str | None = None) -> ArrayLimits:
-        return ArrayLimits(1001, 10000)
+        return ArrayLimits(1001, 30000)
 
     def job_records(self) -> int:
         return 0
@@ -255,12 +255,12 @@ def test_user_cli_sweep_retry_status_logs(cluster: Cluster, job_dir: Path, user_
 
 def test_user_cli_refuses_a_sweep_beyond_max_job_count(cluster: Cluster, job_dir: Path, user_cli: UserCli) -> None:
     (job_dir / "job.yaml").write_text(
-        f"image: {cluster.image('tiny_sif')}\nsweep:\n  grid:\n    args: {{'-a': {list(range(101))}, "
+        f"image: {cluster.image('tiny_sif')}\nsweep:\n  grid:\n    args: {{'-a': {list(range(301))}, "
         f"'-b': {list(range(100))}}}\n"
     )
     r = user_cli("submit", "job.yaml", cwd=job_dir)
     assert r.returncode == 2 and r.stdout == ""
-    assert "10100 points are more than the cluster's MaxJobCount = 10000" in r.stderr and r.stderr.count("\n") == 1
+    assert "30100 points are more than the cluster's MaxJobCount = 30000" in r.stderr and r.stderr.count("\n") == 1
     assert not (job_dir / "hpcjobs-sweeps").exists()
 
 
