@@ -1,27 +1,32 @@
 """Sweep submission and tracking on the dev cluster, against baselines measured in the same run.
 
-(1) ContainerJob.map(N points)  vs  raw `sbatch --array` of the same size with the same chunking
-    (one sbatch per MaxArraySize chunk of a plain script), interleaved: ratio, goal <= 1.5
-(2) the same sweep  vs  a loop of per-point `sbatch` calls, measured on a sample (--loop-sample,
-    default 200) and extrapolated linearly to N points: speed-up, goal >= 100 (extrapolated)
-(3) 10,000 points: hpcjobs' own work measured at 10,000 (points checked, encoded, written, scripts
-    rendered; submission answered in process, the two limit queries -- `scontrol show config`, the
-    job-record `squeue` -- answered after the time they took here, measured in this run) plus the
-    sbatch time per chunk measured in (1) — a model, printed as one, for when the shared controller
-    has no room for 10,000 job records
-(4) Sweep.status(): Slurm queries per poll (real, N points), and the memory of tracking 10,000
-    points (tracemalloc peak of one status() over a squeue answer of 10,000 task rows, and the
-    process's max RSS)
+(1) ContainerJob.map(N points, default 10,000; in process)  vs  raw ``sbatch --array`` of the same
+    size with the same chunking (one ``sbatch`` per MaxArraySize chunk of a plain script, from the
+    same process), in alternating order (round 1 raw first, round 2 hpcjobs first, ...): ratio,
+    goal <= 1.5. Every hpcjobs submission goes through a timing ``RecordingRunner``: when the
+    job-record count ran and ended, how long hpcjobs worked before its first ``sbatch``, and the
+    time of its ``sbatch`` calls.
+(2) The CLI: ``hpcjobs submit job.yaml`` with a ``sweep: {file: points.jsonl}`` of N points vs a
+    shell script of the same raw ``sbatch --array`` calls (both new processes; the CLI includes
+    Python's start-up and imports, see benchmarks/cli_startup.py), alternating likewise.
+(3) vs a loop of per-point ``sbatch`` calls, measured on a sample (--loop-sample) and extrapolated
+    linearly to N points: speed-up, goal >= 100.
+(4) Sweep.status(): Slurm queries per poll and the time of one poll of the last real N-point
+    sweep; memory while tracking it (tracemalloc peak of a poll, max RSS); and a poll answered
+    with one ``squeue`` row per task (what a sweep whose tasks all started looks like), parsed.
+(5) hpcjobs' own work at N points without Slurm (submission answered in process, best of 5), the
+    part (1) adds to the raw calls; with ``--baseline-src DIR`` (another hpcjobs tree) also from
+    that tree, in child processes alternating with this one's.
 
 Everything is submitted held (--hold) and cancelled at once. In Slurm every array task is a job
-record counted against MaxJobCount until MinJobAge after it ends (cancelled ones too), so on the
-shared dev cluster (MaxJobCount 10000) N defaults to 2002 (two full chunks) and one round; the
-benchmark refuses to start when the controller has no room.
-With ``--baseline-src DIR`` (another hpcjobs source tree, e.g. a ``git worktree`` of the previous
-commit) (1) and (3) are also run from that tree, in child processes alternating with this tree's
-(``--only-ratio``), so that before and after see the same controller.
-Usage: .venv/bin/python benchmarks/sweep_submit.py [--points 2002] [--rounds 1] [--loop-sample 200]
-       [--baseline-src DIR [--pairs 2]]
+record counted against MaxJobCount (30,000 on the dev cluster) until MinJobAge (600 s) after it
+ends, cancelled ones too, and the controller is shared: before each N-point submission the
+benchmark counts the records (the number hpcjobs' "not now" check counts) and waits, up to
+--wait-s, until that many more stay within --max-records (default 21,000: two 10,000-point
+submissions alive at a time, 9,000 left to everybody else). A round of (1) or (2) is two
+submissions, so rounds after the first wait about MinJobAge for the earlier ones to leave.
+Usage: .venv/bin/python benchmarks/sweep_submit.py [--points 10000] [--rounds 2] [--cli-rounds 1]
+       [--loop-sample 100] [--max-records 21000] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -49,22 +54,39 @@ from hpcjobs.schedulers import SlurmCli
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.schedulers.slurm_cli import SEP
 from hpcjobs.sweep.handle import Sweep
-from hpcjobs.sweep.plan import plan_arrays
+from hpcjobs.sweep.plan import ArrayPlan, plan_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = load_site(ROOT / "site-configs" / "dev-cluster.yaml")
+SITE_PATH = ROOT / "site-configs" / "dev-cluster.yaml"
+SITE = load_site(SITE_PATH)
 IMAGE = "/var/lib/hpcjobs-dev/images/tiny.sif"
-BIG = 10_000
 
 
 def points(n: int) -> list[dict[str, Any]]:
     return [{"args": ["--lr", f"{i * 1e-4:.4f}", "--name", f"run {i}"], "env": {"SEED": str(i)}} for i in range(n)]
 
 
-def room_for(size: int, max_job_count: int) -> None:
-    used = SlurmCli().job_records()
-    if used + size >= max_job_count:
-        raise SystemExit(f"not now: {used} job records in the controller + {size} >= MaxJobCount {max_job_count}")
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def records_now() -> int:
+    """The controller's job records, every array task counted (hpcjobs' own count)."""
+    return SlurmCli().job_records()
+
+
+def wait_for_room(size: int, opts: argparse.Namespace) -> int:
+    """Wait until ``size`` more records stay within --max-records; the records found then."""
+    deadline = time.monotonic() + opts.wait_s
+    while True:
+        used = records_now()
+        if used + size <= opts.max_records:
+            return used
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no room: {used} job records + {size} > --max-records {opts.max_records} after "
+                             f"{opts.wait_s} s")  # fmt: skip
+        print(f"    waiting for room: {used} job records + {size} > {opts.max_records} (MinJobAge)", flush=True)
+        time.sleep(20)
 
 
 def sbatch(script: str, cwd: Path, *extra: str) -> str:
@@ -73,18 +95,20 @@ def sbatch(script: str, cwd: Path, *extra: str) -> str:
     return r.stdout.strip().split(";")[0]
 
 
+def scancel(ids: list[str]) -> None:
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+
+
 class InProcess:
-    """Answers submissions in process: hpcjobs' own work for 10,000 points, without Slurm. The
-    limit queries take as long as the real ones measured in this run (``scontrol_s``, ``squeue_s``)."""
+    """Answers submissions in process: hpcjobs' own work, without Slurm."""
 
     runner = SubprocessRunner()  # what would ask Slurm: this host's (so the limits may be kept)
 
-    def __init__(self, scontrol_s: float = 0.0, squeue_s: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.n = 0
-        self.scontrol_s, self.squeue_s = scontrol_s, squeue_s
 
     def config_limits(self) -> tuple[int, int, bool]:
-        time.sleep(self.scontrol_s)
         return 1001, 100_000, False
 
     def array_limits(self, qos: str | None = None, config: tuple[int, int, bool] | None = None) -> ArrayLimits:
@@ -92,7 +116,6 @@ class InProcess:
         return ArrayLimits(got[0], got[1])
 
     def job_records(self) -> int:
-        time.sleep(self.squeue_s)
         return 0
 
     def submit(self, script: str, *, cwd: str | None = None) -> str:
@@ -100,93 +123,121 @@ class InProcess:
         return str(10_000 + self.n)
 
 
-def query_s(argv: list[str]) -> float:
-    """Median wall time of a Slurm query (3 runs)."""
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def own_work(n: int, work: Path) -> float:
+    """(5) Best of 5 in-process submissions of ``n`` points (no Slurm), whichever hpcjobs is imported."""
+    job = ContainerJob(image=IMAGE, command=["train"], extra_sbatch=["--hold"])
+    pts = points(n)
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache-own")  # InProcess's limits are not the cluster's
+    try:
+        job.map(pts[:2], SITE, scheduler=InProcess(), cwd=work)  # type: ignore[arg-type]  # imports
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            job.map(pts, SITE, scheduler=InProcess(), cwd=work)  # type: ignore[arg-type]
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.environ["XDG_CACHE_HOME"] = saved or ""
+    return min(times)
 
 
-def side_by_side(n: int, rounds: int, work: Path, pts: list[dict[str, Any]]) -> dict[str, Any]:
-    """(1) and (3): ContainerJob.map of ``n`` points interleaved with raw sbatch --array, and the
-    10,000-point model, in this process (whichever hpcjobs it imports)."""
-    limits = SlurmCli().array_limits()
-    plans = plan_arrays(range(n), limits, contiguous=True)
+def spans_of(rec: RecordingRunner, t0: float) -> dict[str, Any]:
+    """Where one hpcjobs submission waited on Slurm (ms from its start)."""
+    count = [s for s in rec.spans if s[0].argv[0] == "squeue"]
+    sb = sorted((s for s in rec.spans if s[0].argv[0] == "sbatch"), key=lambda s: s[1])
+    return {
+        "calls": [" ".join(c.argv[:3]) for c, _, _ in sorted(rec.spans, key=lambda s: s[1])],
+        "count_ms": [(1000 * (a - t0), 1000 * (b - t0)) for _, a, b in count],
+        "first_sbatch_ms": 1000 * (sb[0][1] - t0) if sb else None,
+        "sbatch_ms": sum(1000 * (b - a) for _, a, b in sb),
+    }
+
+
+def api_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPlan]) -> list[dict[str, Any]]:
+    """(1) ContainerJob.map vs raw sbatch --array, in alternating order."""
     job = ContainerJob(image=IMAGE, command=["train"], extra_sbatch=["--hold"])
     raw_script = render(resolve(ContainerJob(image=IMAGE, command=["train"], output=str(work / "%A_%a.out")), SITE))
-    warm = job.map(pts[:2], SITE, cwd=work)  # untimed: imports, the first sbatch, the limits kept
-    warm.cancel()
-    subprocess.run(["scancel", sbatch(raw_script, work, "--array=0-1")], check=False)
-    api_s: list[float] = []
-    raw_s: list[float] = []
-    sw: Sweep | None = None
-    for _ in range(rounds):  # interleaved: both sides see the same controller
+    pts = points(n)
+    job.map(pts[:2], SITE, cwd=work).cancel()  # untimed: imports, the first sbatch, the limits kept
+    scancel([sbatch(raw_script, work, "--array=0-1")])
+    out: list[dict[str, Any]] = []
+    for r in range(opts.rounds):
+        row: dict[str, Any] = {"round": r + 1}
+        for side in ("raw", "api") if r % 2 == 0 else ("api", "raw"):
+            row[f"{side}_records"] = wait_for_room(n, opts)
+            row[f"{side}_load"] = load_average()
+            if side == "raw":
+                t0 = time.perf_counter()
+                ids = [sbatch(raw_script, work, f"--array={p.array_spec(None)}") for p in plans]
+                row["raw_s"] = time.perf_counter() - t0
+                scancel(ids)
+            else:
+                rec = RecordingRunner()  # passes every call on to Slurm, timing it
+                t0 = time.perf_counter()
+                sw = job.map(pts, SITE, runner=rec, cwd=work)
+                row["api_s"] = time.perf_counter() - t0
+                if r == opts.rounds - 1:
+                    tracking(str(sw.directory))  # (4) while its tasks are pending (held), then cancelled
+                sw.cancel()
+                row.update(spans_of(rec, t0))
+        out.append(row)
+        print(f"(1) round {r + 1}: {n} points in {len(plans)} arrays: raw sbatch --array {row['raw_s'] * 1000:.0f} ms "
+              f"(records before {row['raw_records']}, load {row['raw_load']}), ContainerJob.map "
+              f"{row['api_s'] * 1000:.0f} ms (records before {row['api_records']}, load {row['api_load']}): "
+              f"ratio {row['api_s'] / row['raw_s']:.2f}", flush=True)  # fmt: skip
+        count = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in row["count_ms"])
+        print(f"    hpcjobs: job-record count (squeue) ran {count} ms, first sbatch at "
+              f"{row['first_sbatch_ms']:.0f} ms, its {len(plans)} sbatch calls {row['sbatch_ms']:.0f} ms; "
+              f"Slurm calls: {', '.join(row['calls'])}", flush=True)  # fmt: skip
+    return out
+
+
+def cli_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPlan]) -> list[dict[str, Any]]:
+    """(2) hpcjobs submit job.yaml (a sweep: of n points) vs a shell script of the raw sbatch calls."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    exe = Path(sys.executable).with_name("hpcjobs")
+    hpcjobs = [str(exe)] if exe.exists() else [sys.executable, "-m", "hpcjobs"]
+    (work / "points.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points(n)))
+    (work / "warm.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points(2)))
+    body = f"image: {IMAGE}\ncommand: [train]\nextra_sbatch: [--hold]\n"
+    (work / "job.yaml").write_text(body + "sweep:\n  file: points.jsonl\n")
+    (work / "warm.yaml").write_text(body + "sweep:\n  file: warm.jsonl\n")
+    raw_script = work / "raw.sh"
+    raw_script.write_text(render(resolve(ContainerJob(image=IMAGE, command=["train"],
+                                                      output=str(work / "%A_%a.out")), SITE)))  # fmt: skip
+    lines = [f"sbatch --parsable --hold --array={p.array_spec(None)} {raw_script}" for p in plans]
+    (work / "raw-cli.sh").write_text("set -e\n" + "\n".join(lines) + "\n")
+
+    def submit_cli(yaml: str) -> float:
         t0 = time.perf_counter()
-        ids = [sbatch(raw_script, work, f"--array={p.array_spec(None)}") for p in plans]
-        raw_s.append(time.perf_counter() - t0)
-        subprocess.run(["scancel", *ids], check=False)
+        r = subprocess.run([*hpcjobs, "submit", "--site", str(SITE_PATH), yaml], capture_output=True, text=True,
+                           cwd=work, env=env, check=True)  # fmt: skip
+        took = time.perf_counter() - t0
+        Sweep.load(r.stdout.strip()).cancel()
+        return took
+
+    def submit_raw() -> float:
         t0 = time.perf_counter()
-        sw = job.map(pts, SITE, cwd=work)
-        api_s.append(time.perf_counter() - t0)
-        sw.cancel()
-    assert sw is not None
-    recorded = RecordingRunner()  # every call goes to Slurm; a 2-point sweep makes the same calls plus sbatch
-    job.map(pts[:2], SITE, runner=recorded, cwd=work).cancel()
-    scontrol_s = query_s(["scontrol", "show", "config"])
-    squeue_s = query_s(["squeue", "-h", "-r", "-t", "all", "-o", "%i"])
-    os.environ["XDG_CACHE_HOME"] = str(work / "cache-model")  # the model's limits are not the cluster's
-    big = points(BIG)
-    local: list[float] = []
-    big_sweep = None
-    for _ in range(3):
-        t0 = time.perf_counter()
-        big_sweep = job.map(big, SITE, scheduler=InProcess(scontrol_s, squeue_s), cwd=work)  # type: ignore[arg-type]
-        local.append(time.perf_counter() - t0)
-    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
-    return {"n": n, "arrays": len(plans), "api_s": statistics.median(api_s), "raw_s": statistics.median(raw_s),
-            "scontrol_s": scontrol_s, "squeue_s": squeue_s, "local_s": min(local),
-            "big_arrays": len(plan_arrays(range(BIG), limits, contiguous=True)),
-            "slurm_calls": [" ".join(c.argv[:3]) for c in recorded.calls if c.argv[0] != "scancel"],
-            "sweep": str(sw.directory), "big_sweep": str(big_sweep.directory if big_sweep else "")}  # fmt: skip
+        r = subprocess.run(["bash", str(work / "raw-cli.sh")], capture_output=True, text=True, cwd=work, env=env,
+                           check=True)  # fmt: skip
+        took = time.perf_counter() - t0
+        scancel([line.split(";")[0] for line in r.stdout.split()])
+        return took
 
-
-def report(tag: str, r: dict[str, Any], rounds: int) -> tuple[float, float]:
-    api, raw, n = r["api_s"], r["raw_s"], r["n"]
-    print(f"(1){tag} {n} points in {r['arrays']} arrays: raw sbatch --array {raw * 1000:.0f} ms, ContainerJob.map "
-          f"{api * 1000:.0f} ms, ratio {api / raw:.2f} (goal <= 1.5; median of {rounds})")  # fmt: skip
-    print(f"   {tag} Slurm calls of one submission (a 2-point sweep, limits kept from the first): "
-          f"{', '.join(r['slurm_calls'])}")  # fmt: skip
-    per_chunk = raw / r["arrays"]
-    model_api = r["local_s"] + per_chunk * r["big_arrays"]
-    model_raw = per_chunk * r["big_arrays"]
-    print(f"(3){tag} {BIG} points (model): hpcjobs' own work {r['local_s'] * 1000:.0f} ms (measured, best of 3; "
-          f"limit queries answered after scontrol {r['scontrol_s'] * 1000:.0f} ms / squeue "
-          f"{r['squeue_s'] * 1000:.0f} ms, measured now) + {r['big_arrays']} sbatch x {per_chunk * 1000:.1f} ms "
-          f"(measured in 1) = {model_api * 1000:.0f} ms; raw {model_raw * 1000:.0f} ms; ratio "
-          f"{model_api / model_raw:.2f}")  # fmt: skip
-    return api, model_api
-
-
-def compare(opts: argparse.Namespace) -> dict[str, Any]:
-    """Before/after: children alternate between the baseline tree and this one."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    trees = {"before": {**env, "PYTHONPATH": str(opts.baseline_src.resolve())}, "after": env}
-    results: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-    for _ in range(opts.pairs):
-        for tag, child_env in trees.items():
-            out = subprocess.run([sys.executable, __file__, "--points", str(opts.points), "--rounds", str(opts.rounds),
-                                  "--only-ratio"], env=child_env, cwd=tempfile.gettempdir(), capture_output=True,
-                                 text=True, check=True)  # fmt: skip
-            results[tag].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    for tag in results:
-        for r in results[tag]:
-            report(f" [{tag}]", r, opts.rounds)
-        import_from = results[tag][0]["hpcjobs"]
-        print(f"    [{tag}] hpcjobs imported from {import_from}")
-    return results["after"][-1]
+    submit_cli("warm.yaml")  # untimed: bytecode, the validated site config and the limits kept
+    out: list[dict[str, Any]] = []
+    for r in range(opts.cli_rounds):
+        row: dict[str, Any] = {"round": r + 1}
+        for side in ("raw", "cli") if r % 2 == 0 else ("cli", "raw"):
+            row[f"{side}_records"] = wait_for_room(n, opts)
+            row[f"{side}_load"] = load_average()
+            row[f"{side}_s"] = submit_raw() if side == "raw" else submit_cli("job.yaml")
+        out.append(row)
+        print(f"(2) CLI round {r + 1}: {n} points: bash script of {len(plans)} sbatch --array {row['raw_s'] * 1000:.0f} "
+              f"ms (records before {row['raw_records']}, load {row['raw_load']}), hpcjobs submit job.yaml "
+              f"{row['cli_s'] * 1000:.0f} ms (records before {row['cli_records']}, load {row['cli_load']}): ratio "
+              f"{row['cli_s'] / row['raw_s']:.2f}", flush=True)  # fmt: skip
+    return out
 
 
 def squeue_answer(sw: Sweep) -> RecordingRunner:
@@ -200,73 +251,115 @@ def squeue_answer(sw: Sweep) -> RecordingRunner:
     return RecordingRunner(answer=lambda c: Completed(c.argv, 0, text, "") if c.argv[0] == "squeue" else None)
 
 
+def tracking(directory: str) -> None:
+    """(4) status() of a real sweep whose tasks are pending: queries per poll, time, memory; and a
+    poll answered with N rows. (Once its points have ended, a poll asks Slurm nothing.)"""
+    fake = squeue_answer(Sweep.load(directory))
+    real = RecordingRunner()
+    tracked = Sweep.load(directory, scheduler=SlurmCli(real))
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        st = tracked.status()
+        times.append(time.perf_counter() - t0)
+    per_poll = len(real.calls) // 3
+    tracemalloc.start()  # a separate poll: tracing slows Python several times
+    tracked.status()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"(4) status() of the real {len(st.points)}-point sweep (held): {per_poll} Slurm "
+          f"quer{'y' if per_poll == 1 else 'ies'} per poll ({', '.join(c.argv[0] for c in real.calls[:per_poll])}), "
+          f"{min(times) * 1000:.0f} ms a poll (best of 3), tracemalloc peak {peak / 2**20:.1f} MiB")  # fmt: skip
+    rows = Sweep.load(directory, scheduler=SlurmCli(fake))
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        st = rows.status()
+        times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    rows.status()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    files = [f for f in Path(directory).rglob("*") if f.is_file()]
+    print(f"    a poll answered with one squeue row per task ({len(st.points)} rows parsed): "
+          f"{min(times) * 1000:.0f} ms (best of 3), tracemalloc peak {peak / 2**20:.1f} MiB; max RSS of this "
+          f"process {rss_mb:.0f} MiB; the sweep directory: {len(files)} files, "
+          f"{sum(f.stat().st_size for f in files) / 2**20:.1f} MiB")  # fmt: skip
+
+
+def compare_own(opts: argparse.Namespace) -> None:
+    """(5) before/after: children alternate between the baseline tree and this one, no Slurm."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    trees = {"before": {**env, "PYTHONPATH": str(opts.baseline_src.resolve())}, "after": env}
+    got: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(opts.pairs):
+        for tag, child_env in trees.items():
+            out = subprocess.run([sys.executable, __file__, "--points", str(opts.points), "--only-own"], env=child_env,
+                                 cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)  # fmt: skip
+            got[tag].append(json.loads(out.stdout.strip().splitlines()[-1])["own_s"])
+    print(f"(5) own work at {opts.points} points, no Slurm (best of 5 per child, {opts.pairs} children per tree, "
+          f"alternating): before {' / '.join(f'{s * 1000:.1f}' for s in got['before'])} ms, after "
+          f"{' / '.join(f'{s * 1000:.1f}' for s in got['after'])} ms")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--points", type=int, default=2002)
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--loop-sample", type=int, default=200)
-    ap.add_argument("--baseline-src", type=Path, help="another hpcjobs source tree: before/after of (1) and (3)")
-    ap.add_argument("--pairs", type=int, default=2, help="with --baseline-src: children per tree, alternating")
-    ap.add_argument("--only-ratio", action="store_true", help=argparse.SUPPRESS)  # a child of --baseline-src
+    ap.add_argument("--points", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of (1), each one raw and one hpcjobs submission")
+    ap.add_argument("--cli-rounds", type=int, default=1, help="rounds of (2)")
+    ap.add_argument("--loop-sample", type=int, default=100)
+    ap.add_argument("--max-records", type=int, default=21_000, help="job records this benchmark may bring about")
+    ap.add_argument("--wait-s", type=float, default=900, help="the longest wait for room before a submission")
+    ap.add_argument("--baseline-src", type=Path, help="another hpcjobs source tree: (5) before/after")
+    ap.add_argument("--pairs", type=int, default=3, help="with --baseline-src: children per tree")
+    ap.add_argument("--only-own", action="store_true", help=argparse.SUPPRESS)  # a child of --baseline-src
     opts = ap.parse_args()
     n = opts.points
-    limits = SlurmCli().array_limits()
-    pts = points(n)
     work = Path(tempfile.mkdtemp(prefix="hpcjobs-bench-sweep-"))
     os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # the per-user sweep index: not the real one
     try:
-        if opts.only_ratio:
+        if opts.only_own:
             import hpcjobs
 
-            r = side_by_side(n, opts.rounds, work, pts)
-            print(json.dumps({**r, "hpcjobs": str(Path(hpcjobs.__file__).parent)}))
+            print(json.dumps({"own_s": own_work(n, work), "hpcjobs": str(Path(hpcjobs.__file__).parent)}))
             return
-        runs = 2 * opts.pairs if opts.baseline_src else 1
-        room_for(runs * (2 * n * opts.rounds + 6) + opts.loop_sample + 10, limits.max_job_count)
-        if opts.baseline_src:  # (2) from the last child of this tree; (4) not run (the children are gone)
-            r = compare(opts)
-            api, model_api = r["api_s"], r["local_s"] + r["raw_s"] / r["arrays"] * r["big_arrays"]
-        else:
-            r = side_by_side(n, opts.rounds, work, pts)
-            api, model_api = report("", r, opts.rounds)
+        limits = SlurmCli().array_limits()
+        if n + opts.loop_sample > opts.max_records:
+            raise SystemExit(f"--points {n} does not fit in --max-records {opts.max_records}")
+        plans = plan_arrays(range(n), limits, contiguous=True)
+        print(f"MaxArraySize {limits.max_array_size}, MaxJobCount {limits.max_job_count}; job records now "
+              f"{records_now()}; load average {load_average()}; {n} points = {len(plans)} arrays", flush=True)
+        own = own_work(n, work)
+        print(f"(5) hpcjobs' own work at {n} points, no Slurm (best of 5): {own * 1000:.1f} ms", flush=True)
+        if opts.baseline_src:
+            compare_own(opts)
+        api = api_rounds(n, opts, work, plans) if opts.rounds else []
+        if api:
+            ratios = [r["api_s"] / r["raw_s"] for r in api]
+            print(f"(1) ContainerJob.map / raw sbatch --array, {n} points: "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}; goal <= 1.5)")
+        cli = cli_rounds(n, opts, work, plans) if opts.cli_rounds else []
+        if cli:
+            ratios = [r["cli_s"] / r["raw_s"] for r in cli]
+            print(f"(2) hpcjobs submit / shell script of raw sbatch, {n} points: "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
 
         m = min(opts.loop_sample, n)
+        wait_for_room(m, opts)
         single = render(resolve(ContainerJob(image=IMAGE, command=["train"], output=str(work / "%j.out")), SITE))
         loop_ids: list[str] = []
         t0 = time.perf_counter()
         for _ in range(m):
             loop_ids.append(sbatch(single, work))
         per = (time.perf_counter() - t0) / m
-        subprocess.run(["scancel", *loop_ids], check=False)
-        print(f"(2) loop of sbatch: {m} calls, {per * 1000:.1f} ms each; extrapolated to {n} points {per * n:.1f} s: "
-              f"ContainerJob.map is {per * n / api:.0f}x faster; at {BIG} (model) {per * BIG / model_api:.0f}x "
-              "(goal >= 100; the loop extrapolated)")  # fmt: skip
-
-        if opts.baseline_src:
-            return
-        sw, big_sweep = Sweep.load(r["sweep"]), Sweep.load(r["big_sweep"])
-        real = RecordingRunner()
-        Sweep.load(str(sw.directory), scheduler=SlurmCli(real)).status()
-        print(f"(4) status of {n} points (real Slurm): {len(real.calls)} Slurm query per poll "
-              f"({', '.join(c.argv[0] for c in real.calls)})")  # fmt: skip
-        fake = squeue_answer(big_sweep)
-        tracked = Sweep.load(str(big_sweep.directory), scheduler=SlurmCli(fake))
-        timings = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            st = tracked.status()
-            timings.append(time.perf_counter() - t0)
-        status_s = min(timings)
-        tracemalloc.start()  # a separate poll: tracing slows Python several times
-        st = tracked.status()
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        files = [f for f in big_sweep.directory.rglob("*") if f.is_file()]
-        print(f"    tracking {len(st.points)} points: one poll (a squeue answer of {len(st.points)} rows parsed) "
-              f"{status_s * 1000:.0f} ms (best of 3), "
-              f"tracemalloc peak {peak / 2**20:.1f} MiB, max RSS of this process {rss_mb:.0f} MiB; the sweep "
-              f"directory: {len(files)} files, {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB")  # fmt: skip
+        scancel(loop_ids)
+        if api:
+            api_s = statistics.median(r["api_s"] for r in api)
+            print(f"(3) loop of sbatch: {m} calls, {per * 1000:.1f} ms each; extrapolated to {n} points "
+                  f"{per * n:.1f} s: ContainerJob.map ({api_s * 1000:.0f} ms, median of (1)) is "
+                  f"{per * n / api_s:.0f}x faster (goal >= 100)")  # fmt: skip
+        print(f"job records at the end {records_now()}; load average {load_average()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -117,6 +118,9 @@ class RecordingRunner:
         self.inner: Runner = inner if inner is not None else SubprocessRunner()
         self.answer = answer
         self.calls: list[Call] = []
+        # each call with its start and end (time.perf_counter() seconds), in the order they ended
+        # (calls may come from several threads): where a submission waits on Slurm
+        self.spans: list[tuple[Call, float, float]] = []
 
     def __call__(
         self,
@@ -129,11 +133,15 @@ class RecordingRunner:
     ) -> Completed:
         call = Call(tuple(str(a) for a in argv), input_text, None if env is None else dict(env), cwd, timeout_s)
         self.calls.append(call)
-        if self.answer is not None:
-            result = self.answer(call)
-            if result is not None:
-                return result
-        return call.replay(self.inner)
+        started = time.perf_counter()
+        try:
+            if self.answer is not None:
+                result = self.answer(call)
+                if result is not None:
+                    return result
+            return call.replay(self.inner)
+        finally:
+            self.spans.append((call, started, time.perf_counter()))
 
     def argvs(self) -> list[tuple[str, ...]]:
         """The argv of every call so far, in order."""
