@@ -66,10 +66,11 @@ def submit_sweep(
     refuse_own_fields(merged)
     resolved = resolve(spec, site, overrides)  # refuses bad jobs before asking Slurm anything
     sched = scheduler or get_scheduler(runner)
-    # counting the controller's job records (one squeue, 20-50 ms) runs while everything up to the
+    # counting the controller's job records (one squeue, 10-50 ms) runs while everything up to the
     # first sbatch is done here; it is awaited, and its "not now" refusal made, before any file is
     # written or anything submitted
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
         counted = pool.submit(job_records, sched, runner)
         try:
             limits = array_limits(sched, runner, resolved.qos)  # slurm.conf's: kept per configuration key
@@ -83,7 +84,12 @@ def submit_sweep(
         except BaseException:
             counted.cancel()
             raise
-        check_room(n_points, replace(limits, jobs_now=counted.result()))
+        jobs_now = counted.result()
+    finally:
+        # the idle worker ends by itself: joining it waits for the OS to schedule it once more
+        # (up to milliseconds on a busy login node), on the way to the first sbatch
+        pool.shutdown(wait=False)
+    check_room(n_points, replace(limits, jobs_now=jobs_now))
 
     workdir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
     sweep_id = new_id(job.name)

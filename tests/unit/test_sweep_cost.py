@@ -228,3 +228,80 @@ def test_job_records_ask_squeue_r_when_a_line_cannot_be_read() -> None:
     assert "-r" in second.argv
     runner = RecordingRunner(answer=lambda c: Completed(c.argv, 0, "7_[0-3,5]\n8\n", ""))
     assert SlurmCli(runner).job_records() == 6 and len(runner.calls) == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=6,
+)
+# lines that are JSON, almost JSON, or neither: values with padding (JSON's own whitespace and
+# other Unicode whitespace), two values on a line, a value cut in two, a BOM, a stray character
+jsonl_lines = st.one_of(
+    json_values.map(json.dumps),
+    st.tuples(st.sampled_from(["", " ", "\t", "\r", "\xa0", "\u2028", "\ufeff", "\x0b"]), json_values,
+              st.sampled_from(["", " ", "\t", "\r", "\xa0", ",", " 1", "]", "}", "\x0c"])).map(
+        lambda t: t[0] + json.dumps(t[1]) + t[2]),
+    json_values.map(lambda v: json.dumps(v)[: max(1, len(json.dumps(v)) // 2)]),
+    hostile_text,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(jsonl_lines, min_size=1, max_size=6))
+def test_property_jsonl_points_read_as_json_loads_reads_each_line(lines: list[str]) -> None:
+    """The points file's fast reading (raw_decode of each stripped line) accepts exactly the lines
+    json.loads accepts, with the same values, and names the same first bad line."""
+    from hpcjobs.sweep.points import _jsonl_rows
+
+    text = "\n".join(lines) + "\n"
+    expected: list[object] = []
+    bad_line = None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            expected.append(json.loads(line))
+        except ValueError:
+            bad_line = n
+            break
+    if bad_line is None:
+        assert _jsonl_rows(text, Path("p.jsonl")) == expected
+    else:
+        with pytest.raises(ConfigError, match=rf"^p\.jsonl:{bad_line}: not JSON"):
+            _jsonl_rows(text, Path("p.jsonl"))
+
+
+def test_recording_runner_times_every_call_even_one_that_raises() -> None:
+    """RecordingRunner.spans (what the benchmark reads to see where a submission waits on Slurm):
+    each call once, with its start and end, in the order the calls ended, across threads."""
+    import threading
+
+    from hpcjobs.errors import RunnerError
+
+    entered, release = threading.Event(), threading.Event()
+
+    def answer(call: object) -> Completed:
+        argv = call.argv  # type: ignore[attr-defined]
+        if argv[0] == "fail":
+            raise RunnerError("no")
+        if argv[0] == "slow":
+            entered.set()
+            release.wait()  # ends only after the calls made meanwhile in the main thread
+        return Completed(argv, 0, "", "")
+
+    runner = RecordingRunner(answer=answer)
+    slow = threading.Thread(target=runner, args=(["slow"],))
+    slow.start()
+    entered.wait()
+    runner(["quick"])
+    with pytest.raises(RunnerError):
+        runner(["fail"])
+    release.set()
+    slow.join()
+    assert [c.argv[0] for c, _, _ in runner.spans] == ["quick", "fail", "slow"]
+    assert sorted(c.argv[0] for c in runner.calls) == ["fail", "quick", "slow"]
+    assert all(c in runner.calls and started <= ended for c, started, ended in runner.spans)
+    (_, slow_started, slow_ended), = [s for s in runner.spans if s[0].argv == ("slow",)]
+    quick_ended = runner.spans[0][2]
+    assert slow_started <= quick_ended <= slow_ended  # the slow call's span covers what ran meanwhile
