@@ -123,6 +123,20 @@ class InProcess:
         return str(10_000 + self.n)
 
 
+def read_points_file(n: int, work: Path) -> float:
+    """(5) Best of 5 readings of a .jsonl points file of ``n`` points (what the CLI adds before submitting)."""
+    from hpcjobs.sweep.points import load_points_file
+
+    path = work / "own.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in points(n)))
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        load_points_file(path)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def own_work(n: int, work: Path) -> float:
     """(5) Best of 5 in-process submissions of ``n`` points (no Slurm), whichever hpcjobs is imported."""
     job = ContainerJob(image=IMAGE, command=["train"], extra_sbatch=["--hold"])
@@ -233,10 +247,10 @@ def cli_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPl
             row[f"{side}_load"] = load_average()
             row[f"{side}_s"] = submit_raw() if side == "raw" else submit_cli("job.yaml")
         out.append(row)
-        print(f"(2) CLI round {r + 1}: {n} points: bash script of {len(plans)} sbatch --array {row['raw_s'] * 1000:.0f} "
-              f"ms (records before {row['raw_records']}, load {row['raw_load']}), hpcjobs submit job.yaml "
-              f"{row['cli_s'] * 1000:.0f} ms (records before {row['cli_records']}, load {row['cli_load']}): ratio "
-              f"{row['cli_s'] / row['raw_s']:.2f}", flush=True)  # fmt: skip
+        print(f"(2) CLI round {r + 1}: {n} points: bash script of {len(plans)} sbatch --array "
+              f"{row['raw_s'] * 1000:.0f} ms (records before {row['raw_records']}, load {row['raw_load']}), "
+              f"hpcjobs submit job.yaml {row['cli_s'] * 1000:.0f} ms (records before {row['cli_records']}, "
+              f"load {row['cli_load']}): ratio {row['cli_s'] / row['raw_s']:.2f}", flush=True)  # fmt: skip
     return out
 
 
@@ -292,15 +306,17 @@ def compare_own(opts: argparse.Namespace) -> None:
     """(5) before/after: children alternate between the baseline tree and this one, no Slurm."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     trees = {"before": {**env, "PYTHONPATH": str(opts.baseline_src.resolve())}, "after": env}
-    got: dict[str, list[float]] = {"before": [], "after": []}
+    got: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     for _ in range(opts.pairs):
         for tag, child_env in trees.items():
             out = subprocess.run([sys.executable, __file__, "--points", str(opts.points), "--only-own"], env=child_env,
                                  cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)  # fmt: skip
-            got[tag].append(json.loads(out.stdout.strip().splitlines()[-1])["own_s"])
-    print(f"(5) own work at {opts.points} points, no Slurm (best of 5 per child, {opts.pairs} children per tree, "
-          f"alternating): before {' / '.join(f'{s * 1000:.1f}' for s in got['before'])} ms, after "
-          f"{' / '.join(f'{s * 1000:.1f}' for s in got['after'])} ms")  # fmt: skip
+            got[tag].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for key, what in (("own_s", "own work of ContainerJob.map"), ("file_s", "reading the .jsonl points file")):
+        print(f"(5) {what} at {opts.points} points, no Slurm (best of 5 per child, {opts.pairs} children per tree, "
+              f"alternating): before {' / '.join(f'{r[key] * 1000:.1f}' for r in got['before'])} ms, after "
+              f"{' / '.join(f'{r[key] * 1000:.1f}' for r in got['after'])} ms")  # fmt: skip
+    print(f"    before: {got['before'][0]['hpcjobs']}; after: {got['after'][0]['hpcjobs']}")
 
 
 def main() -> None:
@@ -322,7 +338,8 @@ def main() -> None:
         if opts.only_own:
             import hpcjobs
 
-            print(json.dumps({"own_s": own_work(n, work), "hpcjobs": str(Path(hpcjobs.__file__).parent)}))
+            print(json.dumps({"own_s": own_work(n, work), "file_s": read_points_file(n, work),
+                              "hpcjobs": str(Path(hpcjobs.__file__).parent)}))  # fmt: skip
             return
         limits = SlurmCli().array_limits()
         if n + opts.loop_sample > opts.max_records:
@@ -330,8 +347,9 @@ def main() -> None:
         plans = plan_arrays(range(n), limits, contiguous=True)
         print(f"MaxArraySize {limits.max_array_size}, MaxJobCount {limits.max_job_count}; job records now "
               f"{records_now()}; load average {load_average()}; {n} points = {len(plans)} arrays", flush=True)
-        own = own_work(n, work)
-        print(f"(5) hpcjobs' own work at {n} points, no Slurm (best of 5): {own * 1000:.1f} ms", flush=True)
+        own, from_file = own_work(n, work), read_points_file(n, work)
+        print(f"(5) hpcjobs' own work at {n} points, no Slurm (best of 5): {own * 1000:.1f} ms; reading them from a "
+              f".jsonl file (the CLI): {from_file * 1000:.1f} ms", flush=True)  # fmt: skip
         if opts.baseline_src:
             compare_own(opts)
         api = api_rounds(n, opts, work, plans) if opts.rounds else []
@@ -346,6 +364,8 @@ def main() -> None:
                   f"{', '.join(f'{x:.2f}' for x in ratios)}")  # fmt: skip
 
         m = min(opts.loop_sample, n)
+        if m == 0:
+            return
         wait_for_room(m, opts)
         single = render(resolve(ContainerJob(image=IMAGE, command=["train"], output=str(work / "%j.out")), SITE))
         loop_ids: list[str] = []
