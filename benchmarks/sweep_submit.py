@@ -177,7 +177,7 @@ def api_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPl
     out: list[dict[str, Any]] = []
     for r in range(opts.rounds):
         row: dict[str, Any] = {"round": r + 1}
-        for side in ("raw", "api") if r % 2 == 0 else ("api", "raw"):
+        for side in ("raw", "api") if (r + opts.api_first) % 2 == 0 else ("api", "raw"):
             row[f"{side}_records"] = wait_for_room(n, opts)
             row[f"{side}_load"] = load_average()
             if side == "raw":
@@ -242,7 +242,7 @@ def cli_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPl
     out: list[dict[str, Any]] = []
     for r in range(opts.cli_rounds):
         row: dict[str, Any] = {"round": r + 1}
-        for side in ("raw", "cli") if r % 2 == 0 else ("cli", "raw"):
+        for side in ("raw", "cli") if (r + opts.api_first) % 2 == 0 else ("cli", "raw"):
             row[f"{side}_records"] = wait_for_room(n, opts)
             row[f"{side}_load"] = load_average()
             row[f"{side}_s"] = submit_raw() if side == "raw" else submit_cli("job.yaml")
@@ -324,6 +324,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of (1), each one raw and one hpcjobs submission")
     ap.add_argument("--cli-rounds", type=int, default=1, help="rounds of (2)")
+    ap.add_argument("--api-first", type=int, choices=(0, 1), default=0, help="1: hpcjobs before raw in round 1")
     ap.add_argument("--loop-sample", type=int, default=100)
     ap.add_argument("--max-records", type=int, default=21_000, help="job records this benchmark may bring about")
     ap.add_argument("--wait-s", type=float, default=900, help="the longest wait for room before a submission")

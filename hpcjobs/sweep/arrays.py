@@ -53,18 +53,31 @@ def _limits_backend(scheduler: Scheduler, runner: Runner | None) -> Any:
     return scheduler
 
 
-def submit_arrays(
-    record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPlan], *, attempt: int, scheduler: Scheduler
-) -> list[ArrayEntry]:
-    """Render and submit one script per plan; on a refusal, cancel what this call submitted."""
-    done: list[ArrayEntry] = []
-    first = len(record.arrays)
+def array_scripts(record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPlan], *, attempt: int) -> list[str]:
+    """The batch script of each plan (pure): the first rendered, the others derived from it where
+    :func:`same_but_range` can."""
+    scripts: list[str] = []
     first_script: tuple[ArrayPlan, str] | None = None
-    for k, plan in enumerate(plans):
+    for plan in plans:
         script = None if first_script is None else same_but_range(*first_script, plan, record.throttle)
         if script is None:
             script = array_script(job, record.directory, record.id, plan, attempt=attempt, throttle=record.throttle)
             first_script = first_script or (plan, script)
+        scripts.append(script)
+    return scripts
+
+
+def submit_arrays(
+    record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPlan], *, attempt: int, scheduler: Scheduler,
+    scripts: Sequence[str] | None = None,
+) -> list[ArrayEntry]:
+    """Write and submit one script per plan (``scripts``: :func:`array_scripts`' answer, made
+    earlier); on a refusal, cancel what this call submitted."""
+    done: list[ArrayEntry] = []
+    first = len(record.arrays)
+    if scripts is None:
+        scripts = array_scripts(record, job, plans, attempt=attempt)
+    for k, (plan, script) in enumerate(zip(plans, scripts, strict=True)):
         path = record.directory / f"array-{first + k}.sh"
         path.write_text(script, encoding="utf-8")
         try:

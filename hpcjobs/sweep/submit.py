@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcjobs.errors import ConfigError
-from hpcjobs.sweep.arrays import array_limits, job_records, submit_arrays
+from hpcjobs.sweep.arrays import array_limits, array_scripts, job_records, submit_arrays
 from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
 from hpcjobs.sweep.plan import check_room, plan_arrays
 from hpcjobs.sweep.pointfile import encode_plain, encode_points, write_points
@@ -66,9 +66,11 @@ def submit_sweep(
     refuse_own_fields(merged)
     resolved = resolve(spec, site, overrides)  # refuses bad jobs before asking Slurm anything
     sched = scheduler or get_scheduler(runner)
-    # counting the controller's job records (one squeue, 10-50 ms) runs while everything up to the
-    # first sbatch is done here; it is awaited, and its "not now" refusal made, before any file is
-    # written or anything submitted
+    # counting the controller's job records (one squeue, 10-100 ms: more on a busy login node)
+    # runs while everything that needs neither Slurm nor a file is done here: points encoded,
+    # arrays planned, the image prepared, the record and every script made in memory. It is
+    # awaited, and its "not now" refusal made, before any file is written or anything submitted;
+    # then only the writes and the sbatch calls are left.
     pool = ThreadPoolExecutor(max_workers=1)
     try:
         counted = pool.submit(job_records, sched, runner)
@@ -81,6 +83,8 @@ def submit_sweep(
             n_points = len(raw)
             plans = plan_arrays(range(n_points), limits, contiguous=True)  # refuses what can never fit
             job = prepare(spec, site, overrides, runner=runner, scheduler=sched)  # the one image preparation
+            record = new_record(merged, site, job, n_points, cwd, directory)
+            scripts = array_scripts(record, job, plans, attempt=0)
         except BaseException:
             counted.cancel()
             raise
@@ -91,6 +95,20 @@ def submit_sweep(
         pool.shutdown(wait=False)
     check_room(n_points, replace(limits, jobs_now=jobs_now))
 
+    (record.directory / "logs").mkdir(parents=True, exist_ok=True)
+    write_points(record.directory, groups)
+    record.arrays = submit_arrays(record, job, plans, attempt=0, scheduler=sched, scripts=scripts)
+    record.save()
+    record.register()
+    return Sweep(record, sched)
+
+
+def new_record(
+    merged: JobSpec, site: SiteConfig, job: ResolvedJob, n_points: int,
+    cwd: str | os.PathLike[str] | None, directory: str | os.PathLike[str] | None,
+) -> SweepRecord:
+    """The record of a new sweep, in memory (its arrays still to come). Refuses a directory that
+    cannot be written into ``#SBATCH --output`` or that already holds a sweep."""
     workdir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
     sweep_id = new_id(job.name)
     base = Path(directory) if directory is not None else Path(workdir) / SWEEP_DIRS / sweep_id
@@ -101,15 +119,9 @@ def submit_sweep(
         raise ConfigError(f"sweep directory {str(base)!r} may not contain {bad[0]!r}: choose another directory")
     if (base / "sweep.json").exists():
         raise ConfigError(f"{base} already holds a sweep: choose another directory")
-    (base / "logs").mkdir(parents=True, exist_ok=True)
-    write_points(base, groups)
-    record = SweepRecord(
+    return SweepRecord(
         id=sweep_id, directory=base, n_points=n_points,
         job=merged.model_dump(mode="json", exclude_unset=True), site=site.model_dump(mode="json", exclude_unset=True),
         image={"path": job.image, "ref": job.image_ref, "digest": job.image_digest},
         cwd=workdir, throttle=job.array_throttle, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )  # fmt: skip
-    record.arrays = submit_arrays(record, job, plans, attempt=0, scheduler=sched)
-    record.save()
-    record.register()
-    return Sweep(record, sched)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcjobs.errors import ConfigError, LimitExceeded
-from hpcjobs.runner import Completed, RecordingRunner, SubprocessRunner
+from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.sweep.arrays import array_script, same_but_range
 from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
@@ -124,6 +124,36 @@ def test_not_now_refusal_comes_before_any_file_or_sbatch(tmp_path: Path, sif: No
         _job().map([[str(i)] for i in range(50)], SITE, scheduler=fake.sched(), cwd=tmp_path)
     assert "sbatch" not in fake.runner.programs()
     assert not (tmp_path / "hpcjobs-sweeps").exists()
+
+
+def test_scripts_are_made_while_the_count_runs_and_nothing_written_before_it_answers(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything that needs neither Slurm nor a file (the record, every array's script) is done
+    while the job-record count is outstanding, so after its answer only the writes and the sbatch
+    calls are left; no file exists before it answers."""
+    import threading
+
+    import hpcjobs.render
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rendered = threading.Event()
+    real = hpcjobs.render.render
+    monkeypatch.setattr(hpcjobs.render, "render", lambda *a, **k: (real(*a, **k), rendered.set())[0])
+    fake = FakeSlurm()
+    seen: dict[str, bool] = {}
+    plain = fake.answer
+
+    def answer(call: Call) -> Completed:
+        if call.argv[0] == "squeue" and "%i" in call.argv:  # the count: held until the script exists
+            seen["rendered before the count answered"] = rendered.wait(timeout=30)
+            seen["a file before the count answered"] = (tmp_path / "hpcjobs-sweeps").exists()
+        return plain(call)
+
+    fake.runner.answer = answer
+    sw = _job().map([[f"p{i}"] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert seen == {"rendered before the count answered": True, "a file before the count answered": False}
+    assert len(sw.job_ids) == 3 and (sw.directory / "array-2.sh").read_text() == fake.scripts[sw.job_ids[2]]
 
 
 def _careful(raw: list[object]) -> list[bytes]:
