@@ -201,7 +201,8 @@ def api_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPl
               f"ratio {row['api_s'] / row['raw_s']:.2f}", flush=True)  # fmt: skip
         count = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in row["count_ms"])
         print(f"    hpcjobs: job-record count (squeue) ran {count} ms, first sbatch at "
-              f"{row['first_sbatch_ms']:.0f} ms, its {len(plans)} sbatch calls {row['sbatch_ms']:.0f} ms; "
+              f"{row['first_sbatch_ms']:.0f} ms, its {len(plans)} sbatch calls {row['sbatch_ms']:.0f} ms (its total "
+              f"÷ them: {row['api_s'] * 1000 / row['sbatch_ms']:.2f}, against the raw calls' cost at that moment); "
               f"Slurm calls: {', '.join(row['calls'])}", flush=True)  # fmt: skip
     return out
 
