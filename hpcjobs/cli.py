@@ -197,6 +197,12 @@ def render(
                    nl=False)  # fmt: skip
         return
     click.echo(render_script(job, explain=explain, environ=os.environ), nl=False)
+    if explain:
+        from hpcjobs.launchers.binding import check_binding
+
+        note = check_binding(job)  # TaskPlugin, kept per slurm.conf: no Slurm call while it is unchanged
+        if note is not None:
+            click.echo(f"hpcjobs: warning: {note}", err=True)
 
 
 @main_group.command()
@@ -246,7 +252,18 @@ def submit(
         submit_sweep_file(ctx, spec, points, sweep_spec.dir, _site_path(ctx, site_path), parse_sets(sets),
                           wait_=wait_, as_json=as_json, poll_s=poll_s)  # fmt: skip
         return
-    job = spec.submit(_site_path(ctx, site_path), parse_sets(sets))
+    import warnings
+
+    from hpcjobs.errors import HpcjobsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HpcjobsWarning)
+        job = spec.submit(_site_path(ctx, site_path), parse_sets(sets))
+    for w in caught:
+        if issubclass(w.category, HpcjobsWarning):
+            click.echo(f"hpcjobs: warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if not wait_:
         click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
         return
