@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hpcjobs.plugin_api import Launcher
 
+_CLI_SHOWN = "CLI override (--set)"
 Layered = list[tuple[str, str]]
 """(option, where it came from), in the order the launcher is given them."""
 
@@ -79,13 +80,20 @@ def option_key(launcher: str, entry: str) -> str:
     return str(key(entry))
 
 
-def layered(launcher: str, layers: Sequence[tuple[str, Sequence[str]]]) -> Layered:
+def layered(launcher: str, layers: Sequence[tuple[str, Sequence[str]]], replaced: list[str] | None = None) -> Layered:
     """The options launcher ``launcher`` is given: each layer's replace the lower ones' with the
-    same key (see the module docstring)."""
+    same key (see the module docstring). ``replaced`` collects a line per replaced option."""
     out: Layered = []
     for source, entries in layers:
-        keys = {option_key(launcher, e) for e in entries}
-        out = [(e, s) for e, s in out if option_key(launcher, e) not in keys] + [(e, source) for e in entries]
+        new = {option_key(launcher, e): e for e in entries}
+        kept: Layered = []
+        for e, s in out:
+            by = new.get(option_key(launcher, e))
+            if by is None:
+                kept.append((e, s))
+            elif replaced is not None:
+                replaced.append(f"launcher_options.{launcher} {e!r} ({s}) is replaced by {by!r} ({source})")
+        out = kept + [(e, source) for e in entries]
     return out
 
 
@@ -113,18 +121,21 @@ def for_job(
     notes: list[str] = []
     for name in names:
         layers = [("site defaults", site_layer.get(name, [])), (f"partition {partition}", part_layer.get(name, [])),
-                  (job_source, job.get(name, [])), (cli_source, cli.get(name, []))]  # fmt: skip
-        merged = layered(name, layers)
+                  (job_source, job.get(name, [])), (_CLI_SHOWN, cli.get(name, []))]  # fmt: skip
+        replaced: list[str] = []
+        merged = layered(name, layers, replaced)
         if name == launcher:
             chosen = merged
+            notes += replaced
             continue
         why = ("this job runs a single task, with no launcher (ntasks=1, nodes=1)" if launcher is None else
                f"this job's tasks are started by {launcher} (mpi: {mpi})")  # fmt: skip
         for entry, source in merged:
-            if source in (job_source, cli_source):
+            if source in (job_source, _CLI_SHOWN):
                 fix = f"give it as launcher_options.{launcher}" if launcher else "ask for more tasks or remove it"
-                where = "--set" if source == cli_source else "the job"
+                where = "--set" if source == _CLI_SHOWN else "the job"
                 raise ConfigError(f"launcher_options.{name} {entry!r} from {where} does not apply: {why}; {fix}")
             notes.append(f"launcher_options.{name} {entry!r} ({source}) does not apply: {why}")
-    provenance = {f"launcher_options[{i}]": source for i, (_, source) in enumerate(chosen)}
+    provenance = {f"launcher_options[{i}]": cli_source if source == _CLI_SHOWN else source
+                  for i, (_, source) in enumerate(chosen)}
     return tuple(e for e, _ in chosen), tuple(notes), provenance
