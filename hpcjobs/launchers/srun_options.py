@@ -103,7 +103,7 @@ def parse(entry: str) -> list[tuple[str, str | None]] | str:
         has_arg = LONG[full]
         if eq and has_arg == 0:
             return f"--{full} takes no value"
-        if not eq and has_arg == 1:
+        if not eq and has_arg == 1 and ALIASES.get(full, full) not in MANAGED:
             return f"--{full} needs a value: write --{full}=VALUE in the same entry"
         return [(ALIASES.get(full, full), value if eq else None)]
     if not entry.startswith("-") or len(entry) < 2:
@@ -120,7 +120,7 @@ def parse(entry: str) -> list[tuple[str, str | None]] | str:
         if has_arg and rest:
             out.append((full, rest))
             return out
-        if has_arg == 1:
+        if has_arg == 1 and full not in MANAGED:
             return f"-{c} (--{full}) needs a value: write -{c}VALUE or --{full}=VALUE in the same entry"
         out.append((full, None))
         i += 1
