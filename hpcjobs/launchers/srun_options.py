@@ -42,7 +42,9 @@ LONG: dict[str, int] = {
     "autocomplete": 1, "container-id": 1, "external-launcher": 2, "extra": 1, "oom-kill-step": 2, "segment": 1,
     "stepmgr": 0, "treewidth": 1, "tres-bind": 1, "tres-per-task": 1,
 }  # fmt: skip
-"""srun's long options (22.05 and 24.11; ``--pty`` takes no value in 22.05, an optional one in 24.11)."""
+"""srun's long options (22.05 and 24.11)."""
+VALUE_IN = {("pty", "22.05"): 0}
+"""Where one version's value rule differs from the table's (``--pty`` takes an optional value in 24.11)."""
 ONLY_IN = {"gid": "22.05", "power": "22.05", "uid": "22.05", "autocomplete": "24.11", "container-id": "24.11",
            "external-launcher": "24.11", "extra": "24.11", "oom-kill-step": "24.11", "segment": "24.11",
            "stepmgr": "24.11", "treewidth": "24.11", "tres-bind": "24.11", "tres-per-task": "24.11"}  # fmt: skip
