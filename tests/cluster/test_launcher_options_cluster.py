@@ -29,8 +29,8 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 # one line per rank: "RANK <rank> <Cpus_allowed_list>"; the rank from mpirun, else from srun
-PRINT_MASK = ["/bin/sh", "-c",
-              'echo "RANK ${OMPI_COMM_WORLD_RANK:-$SLURM_PROCID} $(grep Cpus_allowed_list /proc/self/status | cut -f2)"']  # fmt: skip
+PRINT_MASK = ["/bin/sh", "-c", 'echo "RANK ${OMPI_COMM_WORLD_RANK:-$SLURM_PROCID} '
+              '$(grep Cpus_allowed_list /proc/self/status | cut -f2)"']  # fmt: skip
 
 
 def site_file(job_dir: Path) -> Path:
@@ -116,7 +116,8 @@ def test_user_job_level_option_for_a_single_task_is_refused_before_submission(
     r = user_cli("submit", "job.yaml", "--site", str(site_file(job_dir)), cwd=job_dir)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith(
-        "hpcjobs: error: launcher_options.srun '--cpu-bind=cores' from the job does not apply: this job runs a single task"
+        "hpcjobs: error: launcher_options.srun '--cpu-bind=cores' from the job does not apply: "
+        "this job runs a single task"
     ), r.stderr
     assert not list(job_dir.glob("*.out"))
 

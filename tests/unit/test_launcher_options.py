@@ -63,13 +63,15 @@ def test_srun_accepts(entry: str) -> None:
 
 
 @pytest.mark.parametrize(("entry", "needle"), [
-    ("--ntasks=3", "sets --ntasks"), ("--nta=3", "ambiguous"), ("--ntasks-per-n=2", "sets --ntasks-per-node"), ("-n3", "sets --ntasks"),
+    ("--ntasks=3", "sets --ntasks"), ("--nta=3", "ambiguous"), ("--ntasks-per-n=2", "sets --ntasks-per-node"),
+    ("-n3", "sets --ntasks"),
     ("-ln3", "sets --ntasks"), ("-n", "sets --ntasks"), ("--tasks-per-node=2", "sets --ntasks-per-node"),
     ("--nodes=2", "sets --nodes"), ("-N2", "sets --nodes"), ("--mpi=pmi2", "sets --mpi"), ("--mp=pmi2", "sets --mpi"),
     ("--export=ALL", "sets --export"), ("--exp=NONE", "sets --export"), ("--jobid=5", "sets --jobid"),
     ("--job-name=x", "sets --job-name"), ("-Jx", "sets --job-name"), ("--partition=gpu", "sets --partition"),
     ("-pgpu", "sets --partition"), ("--part=gpu", "sets --partition"), ("--chdir=/x", "sets --chdir"),
-    ("-D/x", "sets --chdir"), ("--output=o", "sets --output"), ("-oo", "sets --output"), ("-c2", "sets --cpus-per-task"),
+    ("-D/x", "sets --chdir"), ("--output=o", "sets --output"), ("-oo", "sets --output"),
+    ("-c2", "sets --cpus-per-task"),
     ("--cpus-per-task=2", "sets --cpus-per-task"), ("--gpus=1", "sets --gpus"), ("--mem=1G", "sets --mem"),
     ("--account=a", "sets --account"), ("-Aa", "sets --account"), ("--cluster=c", "sets --clusters"),
     ("--multi-prog", "sets --multi-prog"), ("--container=/b", "sets --container"), ("-w", "sets --nodelist"),
@@ -170,7 +172,8 @@ def test_single_task_refuses_job_options_and_notes_site_ones() -> None:
     r = resolve(job(), SITE)
     assert r.launcher_options == ()
     explained, plain = render(r, explain=True), render(r)
-    assert "# launcher_options.srun '--cpu-bind=cores' (partition cpu) does not apply: this job runs a single task" in explained
+    note = "# launcher_options.srun '--cpu-bind=cores' (partition cpu) does not apply: this job runs a single task"
+    assert note in explained
     assert "does not apply" not in plain and "cpu-bind" not in plain
 
 
@@ -307,7 +310,7 @@ def test_submit_warns_when_the_cluster_cannot_bind(monkeypatch: pytest.MonkeyPat
 def test_task_plugin_is_parsed_from_scontrol_show_config() -> None:
     from hpcjobs.schedulers.slurm_cli import parse_config_value
 
-    text = "Configuration data as of x\nTaskPlugin              = task/affinity,task/cgroup\nTaskPluginParam = (null type)\n"
+    text = "Configuration data\nTaskPlugin              = task/affinity,task/cgroup\nTaskPluginParam = (null type)\n"
     assert parse_config_value(text, "TaskPlugin") == "task/affinity,task/cgroup"
     with pytest.raises(HpcjobsError, match="no TaskPlugin"):
         parse_config_value("MaxArraySize = 1\n", "TaskPlugin")
