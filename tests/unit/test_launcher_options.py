@@ -330,3 +330,51 @@ def test_task_plugin_is_not_kept_for_a_runner_that_answers_itself() -> None:
     assert cached_config_value("TaskPlugin", fetch, fake) == "task/none"
     assert cached_config_value("TaskPlugin", fetch, fake) == "task/none"
     assert len(calls) == 2
+
+
+# ------------------------------------------------------------------ a launcher plugin written for API 1.1
+
+
+class OldLauncher:
+    """A launcher from before launcher options: no option_problem, so it would drop them."""
+
+    name = "oldrun"
+    mpi_kinds = ("old",)
+
+    def handles(self, job: Any) -> bool:
+        return bool(job.multi_task)
+
+    def contribute(self, job: Any, plan: Any) -> None:
+        from hpcjobs.plugin_api import Words
+
+        plan.add(Words(("oldrun",), "old launcher (test)", "launcher", self.name))
+
+
+@pytest.fixture
+def old_launcher() -> Any:
+    from hpcjobs import plugins
+    from hpcjobs.plugin_api import hookimpl
+
+    class Plugin:
+        HPCJOBS_PLUGIN_API = "1.1"
+
+        @hookimpl
+        def hpcjobs_launchers(self) -> list[Any]:
+            return [OldLauncher()]
+
+    pm = plugins.plugin_manager()
+    pm.register(Plugin(), name="old-launcher-plugin")
+    yield
+    pm.unregister(name="old-launcher-plugin")
+
+
+def test_options_for_a_launcher_without_option_problem_are_refused_not_dropped(old_launcher: None) -> None:
+    with pytest.raises(Exception, match="launcher 'oldrun' takes no options"):
+        job(ntasks=2, mpi="old", launcher_options={"oldrun": ["--fast"]})
+    with pytest.raises(HpcjobsError, match="launcher 'oldrun' takes no options"):
+        load_site_text("name: t\ndefault_partition: cpu\npartitions: {cpu: {launcher_options: {oldrun: [-x]}}}\n")
+    # srun's defaults do not apply to its jobs, and it still works as before
+    r = resolve(job(ntasks=2, mpi="old"), SITE)
+    assert launcher_words(r) == ["oldrun"] and r.launcher_options == ()
+    assert any("launcher_options.srun '--cpu-bind=cores' (partition cpu) does not apply: this job's tasks are "
+               "started by oldrun (mpi: old)" in n for n in r.launcher_notes)  # fmt: skip
