@@ -1,4 +1,5 @@
-"""MaxArraySize and MaxJobCount, kept per Slurm configuration key, so that a sweep does not ask
+"""MaxArraySize and MaxJobCount (and single settings such as TaskPlugin, see
+:func:`cached_config_value`), kept per Slurm configuration key, so that a sweep does not ask
 slurmctld (``scontrol show config``, 4-10 ms on the dev VM, more on a busy controller) every time.
 
 Both are set in ``slurm.conf`` and change only with it (MaxJobCount even needs a restart of
