@@ -378,3 +378,31 @@ def test_options_for_a_launcher_without_option_problem_are_refused_not_dropped(o
     assert launcher_words(r) == ["oldrun"] and r.launcher_options == ()
     assert any("launcher_options.srun '--cpu-bind=cores' (partition cpu) does not apply: this job's tasks are "
                "started by oldrun (mpi: old)" in n for n in r.launcher_notes)  # fmt: skip
+
+
+def test_task_plugin_is_asked_once_per_slurm_conf(tmp_path: Path) -> None:
+    import os
+
+    from hpcjobs.sweep.limitcache import cached_config_value
+
+    conf = tmp_path / "etc" / "slurm.conf"
+    conf.parent.mkdir()
+    conf.write_text("ClusterName=lab\nTaskPlugin=task/none\n")
+    env = {"SLURM_CONF": str(conf), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    answers = ["task/none"]
+    calls: list[int] = []
+
+    def fetch() -> str:
+        calls.append(1)
+        return answers[-1]
+
+    assert [cached_config_value("TaskPlugin", fetch, None, env) for _ in range(3)] == ["task/none"] * 3
+    assert len(calls) == 1  # no Slurm call per submission while slurm.conf is unchanged
+    kept = tmp_path / "cache" / "hpcjobs" / "limits" / "lab.TaskPlugin.json"
+    assert json.loads(kept.read_text())["value"] == "task/none"
+    conf.write_text("ClusterName=lab\nTaskPlugin=task/affinity\n")  # the admin changed it
+    answers.append("task/affinity")
+    assert cached_config_value("TaskPlugin", fetch, None, env) == "task/affinity" and len(calls) == 2
+    kept.write_text(kept.read_text().replace("task/affinity", "task/planted"))
+    os.chmod(kept, 0o666)  # writable by others: not trusted
+    assert cached_config_value("TaskPlugin", fetch, None, env) == "task/affinity" and len(calls) == 3
