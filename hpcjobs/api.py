@@ -69,6 +69,8 @@ class ContainerJob(JobSpec):
 
         sched = scheduler or get_scheduler(runner)
         job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched)
+        from hpcjobs.launchers.binding import warn_binding
+
         warn_binding(job, sched, runner)
         job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
         return Job(job_id, sched)
@@ -98,20 +100,6 @@ class ContainerJob(JobSpec):
 
         return submit_sweep(self, points, load_site_arg(site), overrides, scheduler=scheduler, runner=runner,
                             cwd=cwd, directory=directory, prepare=prepare)  # fmt: skip
-
-
-def warn_binding(job: ResolvedJob, scheduler: Scheduler | None, runner: Runner | None = None) -> None:
-    """Warn (:class:`~hpcjobs.errors.HpcjobsWarning`) when the job asks srun to bind and the cluster's
-    TaskPlugin cannot (see :mod:`hpcjobs.launchers.binding`)."""
-    from hpcjobs.launchers.binding import check_binding
-
-    note = check_binding(job, scheduler, runner)
-    if note is not None:
-        import warnings
-
-        from hpcjobs.errors import HpcjobsWarning
-
-        warnings.warn(note, HpcjobsWarning, stacklevel=3)
 
 
 def prepare(

@@ -74,3 +74,15 @@ def check_binding(job: ResolvedJob, scheduler: Any = None, runner: Runner | None
         return None
     plugin = cluster_task_plugin(scheduler, runner)
     return None if plugin is None else binding_warning(job, plugin)
+
+
+def warn_binding(job: ResolvedJob, scheduler: Any = None, runner: Runner | None = None) -> None:
+    """Warn (:class:`~hpcjobs.errors.HpcjobsWarning`) when the job asks srun to bind and the cluster's
+    TaskPlugin cannot; the CLI prints it as ``hpcjobs: warning: …``."""
+    note = check_binding(job, scheduler, runner)
+    if note is not None:
+        import warnings
+
+        from hpcjobs.errors import HpcjobsWarning
+
+        warnings.warn(note, HpcjobsWarning, stacklevel=3)

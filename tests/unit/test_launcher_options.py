@@ -295,8 +295,8 @@ def test_check_binding_asks_the_backend_only_when_binding_is_asked() -> None:
 
 
 def test_submit_warns_when_the_cluster_cannot_bind(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hpcjobs.api import warn_binding
     from hpcjobs.errors import HpcjobsWarning
+    from hpcjobs.launchers.binding import warn_binding
 
     with pytest.warns(HpcjobsWarning, match="TaskPlugin=task/none"):
         warn_binding(resolve(job(ntasks=2), SITE), _Sched("task/none"))
@@ -406,3 +406,14 @@ def test_task_plugin_is_asked_once_per_slurm_conf(tmp_path: Path) -> None:
     kept.write_text(kept.read_text().replace("task/affinity", "task/planted"))
     os.chmod(kept, 0o666)  # writable by others: not trusted
     assert cached_config_value("TaskPlugin", fetch, None, env) == "task/affinity" and len(calls) == 3
+
+
+def test_cli_prints_hpcjobs_warnings_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import warnings
+
+    from hpcjobs.cli import _warnings_to_stderr
+    from hpcjobs.errors import HpcjobsWarning
+
+    with _warnings_to_stderr():
+        warnings.warn("srun binds no task on this cluster (TaskPlugin=task/none)", HpcjobsWarning, stacklevel=1)
+    assert capsys.readouterr().err == "hpcjobs: warning: srun binds no task on this cluster (TaskPlugin=task/none)\n"
