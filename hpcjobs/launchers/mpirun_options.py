@@ -19,6 +19,9 @@ _NAME = re.compile(r"(?P<dashes>--?)(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:(?P<s
 TWO_VALUES = frozenset({"mca", "gmca", "omca", "prtemca", "pmixmca"})
 """Options followed by a name and a value (``--mca NAME VALUE``)."""
 
+NEEDS_VALUE = frozenset({"bind-to", "map-by", "rank-by", "prefix", "tune", "am", "launch-agent", "timeout"})
+"""Common options that take a value: alone, mpirun would take the next word (the runtime) as it."""
+
 MANAGED: dict[str, str] = {
     "np": "ntasks", "n": "ntasks", "c": "ntasks", "N": "ntasks (per node)", "npernode": "ntasks (per node)",
     "npersocket": "ntasks (per socket)", "H": "nodes (mpirun starts the ranks on the job's allocation)",
@@ -45,6 +48,8 @@ def parse(entry: str) -> tuple[str, tuple[str, ...]] | str:
     name, dashes, value = m.group("name"), m.group("dashes"), m.group("value")
     words: tuple[str, ...] = (dashes + name,)
     if value is None:
+        if name in NEEDS_VALUE:
+            return f"{entry!r}: {dashes}{name} needs a value in the same entry: {dashes}{name} VALUE"
         return name, words
     if name in TWO_VALUES:
         key, _, val = value.lstrip().partition(" ")

@@ -116,7 +116,7 @@ def test_mpirun_accepts_as_separate_words(entry: str, words: tuple[str, ...]) ->
 @pytest.mark.parametrize("entry", [
     "-np 4", "--np 4", "--np=4", "-n 4", "-c 4", "-np4", "-n4", "-N 1", "--npernode 1", "-H a,b", "--host a",
     "--hostfile f", "-hostfile f", "--machinefile f", "-x FOO", "-xFOO=1", "--x FOO", "-wdir /x", "--wdir=/x",
-    "--app f", "--mca btl", "bind-to core", "--",
+    "--app f", "--mca btl", "bind-to core", "--", "--bind-to", "-map-by",
 ])  # fmt: skip
 def test_mpirun_refuses(entry: str) -> None:
     assert mpirun_options.option_problem(entry) is not None
