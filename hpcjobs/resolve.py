@@ -4,6 +4,10 @@ Precedence, written out in this one place:
 
     CLI (--set) > job spec > partition > site defaults > built-in default
 
+Scalars take the first layer that sets them. ``launcher_options`` are laid over each other option
+by option in the same order (:func:`hpcjobs.launchers.options.for_job`): a higher layer's option
+replaces the lower layers' options that set the same thing, the rest are kept.
+
 Every resolved value records where it came from (``ResolvedJob.provenance``), which
 ``hpcjobs render --explain`` shows.
 """
