@@ -64,8 +64,8 @@ def cached_config_value(
     name: str, fetch: Callable[[], str], runner: Runner | None = None, env: Mapping[str, str] | None = None
 ) -> str:
     """``fetch()``, a value read from ``scontrol show config`` (``TaskPlugin``), or what it returned
-    earlier for the same configuration key: kept in ``<cache>/limits/<cluster>.<name>.json`` under
-    the rules of :func:`cached_config_limits`."""
+    earlier for the same configuration key: kept in ``<cache>/limits/<cluster>/<name>.json`` (beside
+    the limits file, not next to it) under the rules of :func:`cached_config_limits`."""
     from hpcjobs.config.discovered import DEFAULT_SLURM_CONF, config_key
     from hpcjobs.errors import HpcjobsError
     from hpcjobs.user_cache import cache_root, read_private, write_private
@@ -81,7 +81,7 @@ def cached_config_value(
         return fetch()
     from hpcjobs.config.discovered import MAX_AGE_S
 
-    path = cache_root(environ) / "limits" / f"{key.cluster}.{name}.json"
+    path = cache_root(environ) / "limits" / key.cluster / f"{name}.json"
     raw = read_private(path, 4096, MAX_AGE_S)
     try:
         data = json.loads(raw) if raw is not None else None

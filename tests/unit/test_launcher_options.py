@@ -398,7 +398,7 @@ def test_task_plugin_is_asked_once_per_slurm_conf(tmp_path: Path) -> None:
 
     assert [cached_config_value("TaskPlugin", fetch, None, env) for _ in range(3)] == ["task/none"] * 3
     assert len(calls) == 1  # no Slurm call per submission while slurm.conf is unchanged
-    kept = tmp_path / "cache" / "hpcjobs" / "limits" / "lab.TaskPlugin.json"
+    kept = tmp_path / "cache" / "hpcjobs" / "limits" / "lab" / "TaskPlugin.json"
     assert json.loads(kept.read_text())["value"] == "task/none"
     conf.write_text("ClusterName=lab\nTaskPlugin=task/affinity\n")  # the admin changed it
     answers.append("task/affinity")
