@@ -69,6 +69,9 @@ class ContainerJob(JobSpec):
 
         sched = scheduler or get_scheduler(runner)
         job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched)
+        from hpcjobs.launchers.binding import warn_binding
+
+        warn_binding(job, sched, runner)
         job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
         return Job(job_id, sched)
 

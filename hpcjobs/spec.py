@@ -58,6 +58,11 @@ class JobSpec(StrictModel):
     extra_sbatch: list[str] = Field(
         default_factory=list, description="More sbatch options, one per entry: --name, --name=value or -x."
     )
+    launcher_options: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Options for the task launcher, per launcher, one option per entry: srun: [--cpu-bind=cores], "
+        "mpirun: [--bind-to core]; each replaces the partition's option that sets the same thing.",
+    )
     runtime_flags: list[str] = Field(default_factory=list, description="Extra container runtime flags.")
     cleanenv: bool | None = Field(None, description="Start the container with a clean environment.")
     output: str | None = Field(None, description="Log file (Slurm filename pattern); default hpcjobs-%x-%j.out.")
@@ -95,6 +100,16 @@ class JobSpec(StrictModel):
     def _dependency(cls, value: str | None) -> str | None:
         if value is not None and not _DEPENDENCY.fullmatch(value):
             raise ValueError(f"dependency {value!r} is not Slurm dependency syntax (e.g. afterok:123, afterany:1:2)")
+        return value
+
+    @field_validator("launcher_options")
+    @classmethod
+    def _launcher_options(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from hpcjobs.launchers.options import problems
+
+        found = problems(value)
+        if found:
+            raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in found))
         return value
 
     @field_validator("extra_sbatch", "runtime_flags")
