@@ -169,6 +169,10 @@ class ResolvedJob:
     site_origin: str | None = None
     # mode exec: how many leading words of ``args`` are the job's entrypoint (the rest: its command)
     entrypoint_len: int = 0
+    # what a failed MPI pre-flight does: refuse, warn or off (hpcjobs.mpi.check)
+    mpi_check: str = "refuse"
+    # header notes from checks made before submission (the MPI pre-flight's verdict)
+    preflight: tuple[str, ...] = ()
 
     @property
     def resources(self) -> Resources:

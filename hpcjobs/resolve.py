@@ -118,6 +118,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     account = p.pick("account", "account")
     qos = p.pick("qos", "qos")
     mpi: str = p.pick("mpi", "mpi.default", default=builtin["mpi.default"])
+    mpi_check: str = p.pick("mpi_check", "mpi.check", default=builtin["mpi.check"])
     array = p.pick("array")
     array_throttle = p.pick("array_throttle", "array_throttle")
     if array is not None and array_throttle is not None and "%" not in array:
@@ -219,6 +220,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         plugin_settings=dict(site.plugins),
         entrypoint_len=entrypoint_len,
         array_throttle=array_throttle,
+        mpi_check=mpi_check,
     )
 
 
