@@ -68,5 +68,5 @@ def preflight(
     if verdict.level == "refuse":
         note += f" (mpi_check: warn from {src}: submitted anyway)" if job.mpi_check == "warn" else ""
     if verdict.level != "ok" and refuse:
-        log.warning("mpi.check", level=verdict.level, verdict=verdict.line)
+        log.warning("mpi.check", verdict=verdict.level, line=verdict.line)
     return replace(job, preflight=(*job.preflight, note))

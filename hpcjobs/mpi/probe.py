@@ -27,13 +27,18 @@ SCHEMA = 1
 PROBE_TIMEOUT_S = 120.0
 
 # Library folders of distributions (Debian multiarch, RHEL's /usr/lib64/<mpi>/lib), /usr/local,
-# /opt installs (Intel oneAPI's mpi/<version>/lib[/release]) and the image's own LD_LIBRARY_PATH.
+# /opt installs (Intel oneAPI's mpi/<version>/lib[/release]) and the image's own LD_LIBRARY_PATH;
+# /lib only where it is not merged into /usr. Only a library's soname file (libmpich.so.12, not
+# libmpich.so.12.2.2) is searched for PMI markers: MPICH's is 40 MB.
 PROBE_SCRIPT = r"""
-dirs='/usr/lib64 /usr/lib /lib64 /lib /usr/local/lib /usr/local/lib64'
-for d in /usr/lib/*-linux-gnu /lib/*-linux-gnu /usr/lib64/*/lib /usr/lib/*/lib /opt/*/lib /opt/*/lib64 \
-         /opt/*/*/lib /opt/*/*/lib64 /opt/intel/oneapi/mpi/*/lib /opt/intel/oneapi/mpi/*/lib/release; do
+dirs=''
+for d in /usr/lib64 /usr/lib /usr/local/lib /usr/local/lib64 /usr/lib/*-linux-gnu /usr/lib64/*/lib /usr/lib/*/lib \
+         /opt/*/lib /opt/*/lib64 /opt/*/*/lib /opt/*/*/lib64 /opt/intel/oneapi/mpi/*/lib \
+         /opt/intel/oneapi/mpi/*/lib/release; do
   [ -d "$d" ] && dirs="$dirs $d"
 done
+[ -L /lib ] || for d in /lib /lib/*-linux-gnu; do [ -d "$d" ] && dirs="$dirs $d"; done
+[ -L /lib64 ] || { [ -d /lib64 ] && dirs="$dirs /lib64"; }
 IFS=:
 for d in ${LD_LIBRARY_PATH:-}; do [ -d "$d" ] && dirs="$dirs $d"; done
 unset IFS
@@ -46,7 +51,7 @@ for d in $dirs; do
     [ -f "$f" ] || continue
     echo "$f"
     case "$f" in
-      */libmpi.so.*|*/libmpich.so.*)
+      */libmpi.so.[0-9]|*/libmpi.so.[0-9][0-9]|*/libmpich.so.[0-9]|*/libmpich.so.[0-9][0-9])
         if command -v grep >/dev/null 2>&1; then
           grep -qa 'libpmix\.so' "$f" && echo "mark pmix $f"
           grep -qa 'cmd=fullinit' "$f" && echo "mark pmi2 $f"
