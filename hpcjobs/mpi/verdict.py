@@ -55,6 +55,8 @@ def conditions(launch: str, image: ImageMpi, host: SrunOffer | MpirunInfo) -> li
         if speaks and kind == "pmix" and _pmix_old(image.pmix_version, host.pmix_major):
             out.insert(-1, "pmix-old")
         return out
+    if host.error is not None:
+        return out  # "not-found": nothing to compare the image with
     if host.impl is None or host.impl == "unknown" or image.impl in ("unknown", "mpich-abi"):
         return [*out, "unsure"]
     if host.impl != image.impl:
