@@ -305,3 +305,12 @@ def test_check_module_logs_warnings_under_its_own_event(sif: str, monkeypatch: p
     job = resolve(JobSpec(image=sif, ntasks=2, mpi="none"), SITE)
     preflight(job, SITE, _runner("bookworm-openmpi.txt"))
     assert seen and seen[0][0] == "mpi.check" and seen[0][1]["verdict"] == "warn"
+
+
+def test_admin_guide_prints_the_table_as_it_is() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "admin-guide.md").read_text()
+    for row in ROWS:
+        line = f"| `{row.launch}` | `{row.image}` | {row.level} | {CONDITIONS[row.image]} | {', '.join(row.sources)} |"
+        assert line in text, f"docs/admin-guide.md lacks the row {line}"
+    for key, url in SOURCES.items():
+        assert key in text and url in text
