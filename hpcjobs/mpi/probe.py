@@ -54,7 +54,7 @@ for d in $dirs; do
       */libmpi.so.[0-9]|*/libmpi.so.[0-9][0-9]|*/libmpich.so.[0-9]|*/libmpich.so.[0-9][0-9])
         if command -v grep >/dev/null 2>&1; then
           grep -qa 'libpmix\.so' "$f" && echo "mark pmix $f"
-          grep -qa 'cmd=fullinit' "$f" && echo "mark pmi2 $f"
+          grep -qaE 'cmd=fullinit|PMI2_Init' "$f" && echo "mark pmi2 $f"
           grep -qa 'cmd=init pmi_version' "$f" && echo "mark pmi1 $f"
         fi ;;
     esac

@@ -51,7 +51,7 @@ def fixture(name: str) -> str:
         ("bookworm-openmpi.txt", "openmpi", "4.1.4", True, "4.2.2", False, False),
         ("bookworm-mpich.txt", "mpich", "4.0.2", False, None, False, True),
         ("trixie-openmpi.txt", "openmpi", "5.0.7", True, "5.0.7", False, False),
-        ("trixie-mpich.txt", "mpich", "4.2.1", False, None, False, True),
+        ("trixie-mpich.txt", "mpich", "4.2.1", False, None, True, False),
         ("busybox.txt", "none", None, None, None, None, None),
     ],
 )
