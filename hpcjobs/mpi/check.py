@@ -66,7 +66,8 @@ def preflight(
         raise MpiMismatch(f"{verdict.line} (checked before submitting; to submit anyway: mpi_check: warn)")
     note = verdict.note()
     if verdict.level == "refuse":
-        note += f" (mpi_check: warn from {src}: submitted anyway)" if job.mpi_check == "warn" else ""
+        what = "submitted anyway" if job.mpi_check == "warn" else "submit refuses this job"
+        note += f" (mpi_check: {job.mpi_check} from {src}: {what})"
     if verdict.level != "ok" and refuse:
         log.warning("mpi.check", verdict=verdict.level, line=verdict.line)
     return replace(job, preflight=(*job.preflight, note))

@@ -278,6 +278,7 @@ def test_render_explain_does_not_raise(sif: str) -> None:
     job = resolve(JobSpec(image=sif, ntasks=2), SITE)
     shown = preflight(job, SITE, _runner("bookworm-mpich.txt"), refuse=False)
     assert shown.preflight[0].startswith("MPI check: refuse: ")
+    assert shown.preflight[0].endswith("(mpi_check: refuse from built-in default: submit refuses this job)")
 
 
 def test_probe_result_kept_only_in_a_private_file(sif: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
