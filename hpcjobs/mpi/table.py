@@ -31,7 +31,8 @@ Sources (keys of :data:`SOURCES`, cited by each row):
   the MPI inside must be the same implementation and a compatible version ("ideally the same").
 * ``verified``: this project's own cluster tests (tests/cluster/test_mpi_preflight_cluster.py):
   an MPICH image under ``srun --mpi=pmix`` prints ``rank 0 of 1`` per task, under ``--mpi=pmi2``
-  ``rank R of 2``; Debian's Open MPI 4 image under ``--mpi=pmi2`` fails in MPI_Init.
+  ``rank R of 2``; Debian's Open MPI 4 image under ``--mpi=pmi2`` fails in MPI_Init; under the
+  host's Open MPI ``mpirun`` the MPICH image starts singletons, the Open MPI image two ranks.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ ROWS: tuple[Row, ...] = (
     Row("mpirun", "not-found", "warn",
         "{host}: the image's {image} cannot be compared with it (mpi.mpirun names the binary)",
         ("apptainer-hybrid",)),
-    Row("mpirun", "same-minor", "ok", "image has {image}; {host}", ("apptainer-hybrid",)),
+    Row("mpirun", "same-minor", "ok", "image has {image}; {host}", ("apptainer-hybrid", "verified")),
     Row("mpirun", "same-major", "warn",
         "image has {image}; {host}: same major version, another minor; the hybrid model works best with the "
         "same version", ("apptainer-hybrid", "pmix-xver")),
@@ -130,5 +131,5 @@ ROWS: tuple[Row, ...] = (
         "{alt}", ("apptainer-hybrid",)),
     Row("mpirun", "other-impl", "refuse",
         "image has {image} but {host}: one MPI's mpirun cannot wire up another's ranks: {alt}",
-        ("apptainer-hybrid",)),
+        ("apptainer-hybrid", "verified")),
 )

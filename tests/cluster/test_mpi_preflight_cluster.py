@@ -209,3 +209,27 @@ def test_host_side_is_asked_once_per_slurm_configuration(cluster: Cluster, tmp_p
     assert [c.argv for c in first.calls] == [("srun", "--mpi=list")]
     again = RecordingRunner()
     assert srun_offer(again, env) == offer and again.calls == []  # kept: no Slurm call
+
+
+def test_hybrid_model_verdicts_hold_as_the_test_user(cluster: Cluster, job_dir: Path, hpctest_cli: Run) -> None:
+    """``mpi: mpirun``: the host's Open MPI mpirun starts one container per rank. Only as the test
+    user: Open MPI's mpirun refuses to run as root at all. Same Open MPI inside: ok, two ranks; MPICH
+    inside: refused, and forced through (mpi_check: warn) it starts two singletons."""
+    shutil.copy2(SITE, job_dir / "site.yaml")
+    os.chmod(job_dir / "site.yaml", 0o644)
+    env = {"HPCJOBS_SITE": str(job_dir / "site.yaml"), "XDG_CACHE_HOME": str(job_dir / "xdg")}
+    write_job(job_dir, cluster.image("mpi_sif"), "pf-hybrid-ok", mpi="mpirun")
+    r = hpctest_cli("submit", "job.yaml", "--wait", "--poll-s", "0.3", cwd=job_dir, extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    job_id = r.stdout.split()[0]
+    assert "# MPI check: ok: image has Open MPI " in recorded_script(job_id)
+    assert ranks((job_dir / f"hpcjobs-pf-hybrid-ok-{job_id}.out").read_text()) == ["0 of 2", "1 of 2"]
+    write_job(job_dir, cluster.image("mpich_sif"), "pf-hybrid-mpich", mpi="mpirun")
+    refused = hpctest_cli("submit", "job.yaml", cwd=job_dir, extra_env=env)
+    assert refused.returncode == 2 and "one MPI's mpirun cannot wire up another's ranks" in refused.stderr
+    assert "or mpi: pmi2" in refused.stderr
+    r = hpctest_cli("submit", "job.yaml", "--wait", "--poll-s", "0.3", "--set", "mpi_check=warn", cwd=job_dir,
+                    extra_env=env)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    job_id = r.stdout.split()[0]
+    assert ranks((job_dir / f"hpcjobs-pf-hybrid-mpich-{job_id}.out").read_text()) == ["0 of 1", "0 of 1"]
