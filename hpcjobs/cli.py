@@ -203,6 +203,10 @@ def render(
             job = prepare_image(job, site, pin=True)
         except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
+    if explain:
+        from hpcjobs.mpi.check import preflight
+
+        job = preflight(job, site, refuse=False)  # the verdict submit would reach, as a header line
     import os
 
     if sweep_spec is not None:

@@ -67,7 +67,7 @@ def _header(job: ResolvedJob) -> list[str]:
     if job.image_digest:
         lines.append(f"image digest: {job.image_digest}")
         lines.append(f"image file: {job.image}")
-    return lines
+    return lines + list(job.preflight)
 
 
 def sbatch_directives(job: ResolvedJob) -> list[Directive]:

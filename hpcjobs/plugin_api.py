@@ -177,6 +177,10 @@ class ResolvedJob:
     # do not apply (another launcher's, or any for a single task)
     launcher_options: tuple[str, ...] = ()
     launcher_notes: tuple[str, ...] = ()
+    # what a failed MPI pre-flight does: refuse, warn or off (hpcjobs.mpi.check)
+    mpi_check: str = "refuse"
+    # header notes from checks made before submission (the MPI pre-flight's verdict)
+    preflight: tuple[str, ...] = ()
 
     @property
     def resources(self) -> Resources:

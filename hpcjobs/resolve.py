@@ -123,6 +123,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     account = p.pick("account", "account")
     qos = p.pick("qos", "qos")
     mpi: str = p.pick("mpi", "mpi.default", default=builtin["mpi.default"])
+    mpi_check: str = p.pick("mpi_check", "mpi.check", default=builtin["mpi.check"])
     array = p.pick("array")
     array_throttle = p.pick("array_throttle", "array_throttle")
     if array is not None and array_throttle is not None and "%" not in array:
@@ -233,6 +234,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         array_throttle=array_throttle,
         launcher_options=launcher_options,
         launcher_notes=launcher_notes,
+        mpi_check=mpi_check,
     )
 
 

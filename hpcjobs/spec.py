@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from hpcjobs.models import ENV_NAME, Bind, EnvMap, NonNegInt, PosFloat, PosInt, StrictModel
+from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiCheck, NonNegInt, PosFloat, PosInt, StrictModel
 from hpcjobs.names import MpiKind, WrapperName
 
 # Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
@@ -42,6 +42,9 @@ class JobSpec(StrictModel):
     mpi: MpiKind | None = Field(
         None,
         description="pmix, pmi2, none (srun) or mpirun, or one a launcher plugin serves (default: the partition's).",
+    )
+    mpi_check: MpiCheck | None = Field(
+        None, description="What a failed MPI/PMIx pre-flight does: refuse (default), warn or off."
     )
     binds: list[Bind] = Field(default_factory=list, description="SRC:DST[:ro|rw] strings or {src, dst, mode}.")
     env: EnvMap = Field(default_factory=dict, description="Environment inside the container.")

@@ -26,6 +26,7 @@ from hpcjobs.models import (
     Bind,
     EnvMap,
     GpuRequest,
+    MpiCheck,
     NonNegInt,
     PosFloat,
     PosInt,
@@ -150,6 +151,11 @@ class MpiSettings(StrictModel):
     )
     env: SiteEnv = Field(default_factory=dict, description="Environment for MPI launches, e.g. PMIX_MCA_gds: hash.")
     mpirun: str | None = Field(None, description="mpirun executable for mpi: mpirun.")
+    check: MpiCheck | None = Field(
+        None,
+        description="What a failed MPI/PMIx pre-flight of a multi-task job does: refuse (default), warn "
+        "(submit anyway) or off (see the admin guide).",
+    )
 
 
 class Settings(StrictModel):
