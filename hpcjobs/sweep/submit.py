@@ -94,6 +94,9 @@ def submit_sweep(
         # (up to milliseconds on a busy login node), on the way to the first sbatch
         pool.shutdown(wait=False)
     check_room(n_points, replace(limits, jobs_now=jobs_now))
+    from hpcjobs.launchers.binding import warn_binding
+
+    warn_binding(job, sched, runner)  # srun binding on a cluster that cannot bind: say so, once
 
     (record.directory / "logs").mkdir(parents=True, exist_ok=True)
     write_points(record.directory, groups)
