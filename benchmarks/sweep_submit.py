@@ -20,11 +20,11 @@
 
 Everything is submitted held (--hold) and cancelled at once. In Slurm every array task is a job
 record counted against MaxJobCount (30,000 on the dev cluster) until MinJobAge (600 s) after it
-ends, cancelled ones too, and the controller is shared: before each N-point submission the
-benchmark counts the records (the number hpcjobs' "not now" check counts) and waits, up to
---wait-s, until that many more stay within --max-records (default 21,000: two 10,000-point
-submissions alive at a time, 9,000 left to everybody else). A round of (1) or (2) is two
-submissions, so rounds after the first wait about MinJobAge for the earlier ones to leave.
+ends, cancelled ones too, and the controller is shared: before each round the benchmark counts
+the records (the number hpcjobs' "not now" check counts) and waits, up to --wait-s, until both
+of its N-point submissions stay within --max-records (default 21,000: two 10,000-point
+submissions alive at a time, 9,000 left to everybody else), so that the two run back to back;
+rounds after the first wait about MinJobAge for the earlier ones to leave.
 Usage: .venv/bin/python benchmarks/sweep_submit.py [--points 10000] [--rounds 2] [--cli-rounds 1]
        [--loop-sample 100] [--max-records 21000] [--baseline-src DIR]
 """
@@ -177,6 +177,7 @@ def api_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPl
     out: list[dict[str, Any]] = []
     for r in range(opts.rounds):
         row: dict[str, Any] = {"round": r + 1}
+        wait_for_room(2 * n, opts)  # both sides of the round, back to back
         for side in ("raw", "api") if (r + opts.api_first) % 2 == 0 else ("api", "raw"):
             row[f"{side}_records"] = wait_for_room(n, opts)
             row[f"{side}_load"] = load_average()
@@ -243,6 +244,7 @@ def cli_rounds(n: int, opts: argparse.Namespace, work: Path, plans: list[ArrayPl
     out: list[dict[str, Any]] = []
     for r in range(opts.cli_rounds):
         row: dict[str, Any] = {"round": r + 1}
+        wait_for_room(2 * n, opts)  # both sides of the round, back to back
         for side in ("raw", "cli") if (r + opts.api_first) % 2 == 0 else ("cli", "raw"):
             row[f"{side}_records"] = wait_for_room(n, opts)
             row[f"{side}_load"] = load_average()
