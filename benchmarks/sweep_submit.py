@@ -5,7 +5,9 @@
     same process), in alternating order (round 1 raw first, round 2 hpcjobs first, ...): ratio,
     goal <= 1.5. Every hpcjobs submission goes through a timing ``RecordingRunner``: when the
     job-record count ran and ended, how long hpcjobs worked before its first ``sbatch``, and the
-    time of its ``sbatch`` calls.
+    time of its ``sbatch`` calls; its total divided by them is the ratio against the raw calls'
+    cost at that very moment (the two sides of a round are seconds apart, and the shared VM's
+    load can change in between).
 (2) The CLI: ``hpcjobs submit job.yaml`` with a ``sweep: {file: points.jsonl}`` of N points vs a
     shell script of the same raw ``sbatch --array`` calls (both new processes; the CLI includes
     Python's start-up and imports, see benchmarks/cli_startup.py), alternating likewise.
