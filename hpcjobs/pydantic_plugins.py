@@ -73,7 +73,7 @@ def skip_lookup(env: Mapping[str, str] | None = None) -> bool:
         return False
     stand_in = _NoPluginsLoader(real)
     sys.modules[LOADER] = stand_in
-    setattr(sys.modules["pydantic.plugin"], "_loader", stand_in)
+    vars(sys.modules["pydantic.plugin"])["_loader"] = stand_in  # as an import would set it
     return True
 
 

@@ -102,3 +102,20 @@ def test_listed_by_hpcjobs_plugins() -> None:
     row = next(p for p in plugin_infos() if p.name == "profile")
     assert row.dist == "hpcjobs-profile" and row.api == HPCJOBS_PLUGIN_API and row.error is None
     assert row.provides["wrappers"] == ["nsys", "perf-stat", "strace"]
+
+
+def test_loading_the_plugin_builds_no_validator() -> None:
+    """hpcjobs loads every plugin on each render and submit: the settings' validators are built on
+    first use (checked in a fresh interpreter, by what exists, not by timing)."""
+    import json
+    import sys
+
+    probe = (
+        "import json, hpcjobs_profile\nfrom hpcjobs_profile.wrappers import ProfileSettings, NsysSettings\n"
+        "print(json.dumps([ProfileSettings.__pydantic_complete__, NsysSettings.__pydantic_complete__]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [False, False]
+    from hpcjobs_profile.wrappers import ProfileSettings
+
+    assert ProfileSettings.model_validate({"perf": {"events": ["task-clock"]}}).perf.events == ["task-clock"]
