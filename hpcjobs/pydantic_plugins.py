@@ -52,11 +52,14 @@ class _NoPluginsLoader(ModuleType):
             raise AttributeError(name)
         import importlib.util
 
-        spec = self.__spec__
-        if spec is None or spec.loader is None:
-            raise AttributeError(name)
-        real = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(real)
+        real = self.__dict__.get("_real")
+        if real is None:
+            spec = self.__spec__
+            if spec is None or spec.loader is None:
+                raise AttributeError(name)
+            real = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(real)
+            self.__dict__["_real"] = real
         return getattr(real, name)
 
 

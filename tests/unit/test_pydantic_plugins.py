@@ -137,6 +137,8 @@ def test_the_stand_in_answers_no_plugins_and_pydantic_validates_through_it(no_lo
     from importlib.metadata import entry_points
 
     assert sys.modules[LOADER].entry_points is entry_points
+    real = vars(sys.modules[LOADER])["_real"]
+    assert sys.modules[LOADER].os is real.os and vars(sys.modules[LOADER])["_real"] is real  # run once
 
 
 def test_an_installed_pydantic_plugin_keeps_pydantics_lookup(no_loader: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
