@@ -69,6 +69,9 @@ class ContainerJob(JobSpec):
 
         sched = scheduler or get_scheduler(runner)
         job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched)
+        from hpcjobs.launchers.binding import warn_binding
+
+        warn_binding(job, sched, runner)
         job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
         return Job(job_id, sched)
 
@@ -108,13 +111,15 @@ def prepare(
     scheduler: Scheduler | None = None,
 ) -> ResolvedJob:
     """resolve → host checks → image preparation (the runtime plugin's): everything before render."""
+    from hpcjobs.mpi.check import preflight
     from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
     from hpcjobs.resolve import resolve
 
     job = resolve(spec, site, overrides)
     check_bind_sources(job)
     check_bind_realpaths(job, site.policy)
-    return prepare_image(job, site, runner=runner, scheduler=scheduler)
+    job = prepare_image(job, site, runner=runner, scheduler=scheduler)
+    return preflight(job, site, runner)
 
 
 def prepare_image(

@@ -84,6 +84,7 @@ class LaunchPart:
     mpirun: str
     launch_env: Mapping[str, str]
     wrappers: tuple[str, ...]
+    launcher_options: tuple[str, ...] = ()  # API 1.2: for the launcher that starts the tasks
 
 
 @dataclass(frozen=True)
