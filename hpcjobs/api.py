@@ -113,15 +113,15 @@ def prepare(
     job_dir: str | None = None,
 ) -> ResolvedJob:
     """resolve → host checks → image preparation (the runtime plugin's): everything before render.
-    ``job_dir``: where the job will start; its log's directory must exist there."""
+    ``job_dir``: where the job will start (checked by :func:`hpcjobs.outputs.check_job_dir`)."""
     from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
     from hpcjobs.resolve import resolve
 
     job = resolve(spec, site, overrides)
     if job_dir is not None:
-        from hpcjobs.outputs import check_log_dir
+        from hpcjobs.outputs import check_job_dir
 
-        check_log_dir(job, job_dir, os.path.isdir)
+        check_job_dir(job, job_dir, os.path.isdir)
     check_bind_sources(job)
     check_bind_realpaths(job, site.policy)
     return prepare_image(job, site, runner=runner, scheduler=scheduler)

@@ -93,15 +93,32 @@ def where_output_goes(job: ResolvedJob, job_dir: str | None, *, starts_in_job_di
     return lines
 
 
-def check_log_dir(job: ResolvedJob, job_dir: str, isdir: Callable[[str], bool]) -> None:
-    """Refuse a log whose directory does not exist: Slurm creates none, and such a job fails at
-    launch with no log anywhere (JobLaunchFailure, seen on 22.05). A directory with a %-pattern
-    is only known on the node."""
+def check_job_dir(job: ResolvedJob, job_dir: str, isdir: Callable[[str], bool]) -> None:
+    """Refuse, before submission, a job directory that Slurm's records cannot carry, and a log whose
+    directory does not exist: Slurm creates none, and such a job fails at launch with no log
+    anywhere (JobLaunchFailure, seen on 22.05). A log directory with a %-pattern is only known on
+    the node."""
+    from hpcjobs.directives import uncarriable
+    from hpcjobs.errors import ConfigError
+
+    bad = uncarriable(job_dir)
+    if bad is not None:
+        # squeue, scontrol and sacct print WorkDir and StdOut raw: a newline splits the job's record
+        raise ConfigError(f"the job directory {job_dir!r} {bad}, which Slurm's job records (squeue, scontrol) "
+                          "print raw, so the job could not be followed: submit from another directory")  # fmt: skip
+    if not job.output.startswith("/"):
+        for ch in ("%", "\\"):
+            if ch in job_dir:
+                # seen on 22.05: Slurm expands %-patterns in the whole path (%j in the directory
+                # became the job id) and drops backslashes, so the log went to a directory that is not there
+                raise ConfigError(
+                    f"the job directory {job_dir!r} contains {ch!r}, which Slurm reads as part of a pattern in the "
+                    f"log's path {log_path(job.output, job_dir)!r}: give output an absolute path, or submit from "
+                    "another directory"
+                )
     directory = posixpath.dirname(log_path(job.output, job_dir))
     if "%" in directory or isdir(directory):
         return
-    from hpcjobs.errors import ConfigError
-
     raise ConfigError(
         f"output {job.output!r}: the log's directory {directory} does not exist; Slurm creates none and the "
         "job would fail at launch with no log: create it first"
