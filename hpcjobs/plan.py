@@ -37,6 +37,15 @@ def build_plan(job: ResolvedJob) -> LaunchPlan:
     return plan
 
 
+def starts_in_job_dir(job: ResolvedJob) -> bool | None:
+    """Whether the job's runtime, with no workdir, runs the program in the job directory mounted at
+    its own path (:mod:`hpcjobs.outputs`); None: the runtime does not say (the method is optional)."""
+    from hpcjobs import plugins
+
+    answer = getattr(plugins.get_runtime(job.runtime), "starts_in_job_dir", None)
+    return bool(answer(job)) if callable(answer) else None
+
+
 def _header(job: ResolvedJob) -> list[str]:
     lines = [
         "Single-quoted '$' and backticks below are literal arguments, by design:",

@@ -52,10 +52,9 @@ def render(
 def output_notes(job: ResolvedJob, job_dir: str | None) -> list[str]:
     """--explain's "Where output goes" lines (:mod:`hpcjobs.outputs`) for ``job``."""
     from hpcjobs.outputs import where_output_goes
-    from hpcjobs.plugins import get_runtime
+    from hpcjobs.plan import starts_in_job_dir
 
-    starts = getattr(get_runtime(job.runtime), "starts_in_job_dir", None)  # optional in the Runtime protocol
-    return where_output_goes(job, job_dir, starts_in_job_dir=starts(job) if callable(starts) else None)
+    return where_output_goes(job, job_dir, starts_in_job_dir=starts_in_job_dir(job))
 
 
 def render_plan(

@@ -22,11 +22,11 @@ SITE = ROOT / "site-configs" / "dev-cluster.yaml"
 HOSTILE = "a b 'q\" $HOME;x"  # space, quotes, $, ;
 
 
-def _cli(user: str, user_cli: UserCli, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(user: str, cli: UserCli, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     if user == "root":
         return subprocess.run([sys.executable, "-m", "hpcjobs", "--site", str(SITE), *args], capture_output=True,
                               text=True, cwd=cwd, timeout=300)  # fmt: skip
-    return user_cli(*args, cwd=cwd)
+    return cli(*args, cwd=cwd)
 
 
 def _job_dir(base: Path, name: str) -> Path:
@@ -36,9 +36,9 @@ def _job_dir(base: Path, name: str) -> Path:
     return d
 
 
-def _submit(user: str, user_cli: UserCli, d: Path, job: dict[str, object]) -> str:
+def _submit(user: str, cli: UserCli, d: Path, job: dict[str, object]) -> str:
     (d / "job.yaml").write_text(json.dumps(job))  # JSON is YAML, and carries any path
-    r = _cli(user, user_cli, ["submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2"], d)
+    r = _cli(user, cli, ["submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2"], d)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["state"] == "COMPLETED", result
