@@ -7,8 +7,7 @@ Precedence: explicit arguments > environment (``HPCJOBS_IMAGE_CACHE``, ``HPCJOBS
 from __future__ import annotations
 
 import os
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -114,6 +113,3 @@ def _float(text: str | None, default: float) -> float:
     except ValueError:
         return default
 
-
-def split_args(text: str | None) -> Sequence[str]:
-    return shlex.split(text) if text else ()

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from hpcjobs.errors import JobNotFound, SchedulerError, WaitTimeout
@@ -342,10 +342,6 @@ class PollingWait:
         """Poll ``status`` until every job has ended; raises WaitTimeout or JobNotFound."""
         return wait_loop(self.status, job_ids, poll_s=poll_s, timeout_s=timeout_s,
                          sleep=self._sleep, clock=self._clock)  # fmt: skip
-
-
-def with_job_id(status: JobStatus, job_id: str) -> JobStatus:
-    return replace(status, job_id=job_id)
 
 
 def default_cwd(cwd: str | None) -> str:
