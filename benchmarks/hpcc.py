@@ -13,6 +13,8 @@ Run as root on the dev cluster: .venv/bin/python benchmarks/hpcc.py [--runs 5] [
   PMIx environment: the site's ``mpi.env`` (``PMIX_MCA_gds=hash`` on the dev cluster).
   Each step is timed with ``date +%s%N`` around it, and the 1-minute load average is recorded.
 * The launch overhead: the same for a 2-task ``true`` step, ``--launch-runs`` pairs.
+* What the PMIx environment itself costs: a bare 2-rank MPI_Init/MPI_Finalize step (the dev
+  cluster's mpi_hello) with and without the site's ``mpi.env``, ``--init-runs`` pairs.
 
 Prints medians, min/max and the paired ratio (hpcjobs/bare, per pair, then the median).
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SITE_PATH = ROOT / "site-configs" / "dev-cluster.yaml"
 HPCC_JSON = Path("/var/lib/hpcjobs-dev/images/hpcc.json")
+MPI_HELLO = "/usr/local/bin/mpi_hello"  # built against the host's OpenMPI by scripts/dev-cluster up
 RANKS = 2
 P, Q = 1, 2  # process grid: 1 x 2 for 2 ranks
 NB = 80
@@ -153,13 +156,26 @@ def driver(work: Path, pairs: list[tuple[str, int, str, str]], time_min: int) ->
     return "\n".join(lines) + "\n"
 
 
-def interleaved(kind: str, runs: int, bare: str, hpcjobs: str) -> list[tuple[str, int, str, str]]:
+def interleaved(kind: str, runs: int, bare: str, hpcjobs: str,
+                sides: tuple[str, str] = ("bare", "hpcjobs")) -> list[tuple[str, int, str, str]]:
     """ABBA order: drift in the machine's load falls on both sides alike."""
     out = []
+    a, b = (sides[0], bare), (sides[1], hpcjobs)
     for i in range(runs):
-        order = [("bare", bare), ("hpcjobs", hpcjobs)] if i % 2 == 0 else [("hpcjobs", hpcjobs), ("bare", bare)]
-        out += [(kind, i, side, script) for side, script in order]
+        out += [(kind, i, side, script) for side, script in ([a, b] if i % 2 == 0 else [b, a])]
     return out
+
+
+def init_scripts(mpi_env: dict[str, str], mpi: str) -> tuple[str, str]:
+    """(with, without) the site's mpi.env: a bare 2-rank MPI_Init/MPI_Finalize step (the dev
+    cluster's mpi_hello), which is what PMIX_MCA_gds changes; ``true`` never starts PMIx."""
+    from hpcjobs.render import sh_join, sh_quote
+
+    step = "exec " + sh_join(["srun", f"--mpi={mpi}", MPI_HELLO])
+    with_env = [f"export {k}={sh_quote(v)}" for k, v in mpi_env.items()]
+    without = [f"unset {' '.join(mpi_env)}"] if mpi_env else []
+    head = ["#!/bin/bash", "set -eo pipefail"]
+    return "\n".join([*head, *with_env, step]) + "\n", "\n".join([*head, *without, step]) + "\n"
 
 
 def wait_for(job_id: str, timeout_s: float) -> None:
@@ -178,11 +194,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=5, help="hpcc runs per side")
     ap.add_argument("--launch-runs", type=int, default=20, help="2-task `true` steps per side")
+    ap.add_argument("--init-runs", type=int, default=20,
+                    help="bare 2-rank MPI_Init steps with and without the site's mpi.env (PMIX_MCA_gds)")
     ap.add_argument("--n", type=int, default=2000, help="HPL problem size N")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     opts = ap.parse_args()
     from hpcjobs import ContainerJob
     from hpcjobs.config import load_site
+    from hpcjobs.resolve import resolve
 
     ref = ensure_image()
     work = Path(tempfile.mkdtemp(prefix="hpcc-bench-", dir="/tmp"))  # /tmp: a site bind on the dev cluster
@@ -208,6 +227,11 @@ def main() -> None:
                 paths[f"{kind}-{side}"] = str(path)
         pairs = interleaved("hpcc", opts.runs, paths["hpcc-bare"], paths["hpcc-hpcjobs"])
         pairs += interleaved("launch", opts.launch_runs, paths["launch-bare"], paths["launch-hpcjobs"])
+        job = resolve(ContainerJob(image=ref, ntasks=RANKS), load_site(SITE_PATH))
+        for side, text in zip(("with", "without"), init_scripts(job.launch_env, job.mpi), strict=True):
+            (work / f"init-{side}.sh").write_text(text)
+        pairs += interleaved("init", opts.init_runs, str(work / "init-with.sh"), str(work / "init-without.sh"),
+                             sides=("with", "without"))
         (work / "driver.sh").write_text(driver(work, pairs, time_min=60))
         t0 = time.time()
         r = subprocess.run(["sbatch", "--parsable", str(work / "driver.sh")], capture_output=True, text=True,
@@ -231,23 +255,30 @@ def report(work: Path, opts: argparse.Namespace) -> None:
         if kind == "hpcc":
             row.update(metrics(parse_hpccoutf((work / f"{kind}-{side}-{i}" / "hpccoutf.txt").read_text())))
         rows.setdefault((kind, side), []).append(row)
-    print(f"\nhpcc, {RANKS} ranks, N={opts.n} NB={NB} P={P} Q={Q}; {opts.runs} runs per side, interleaved "
-          "(ABBA); median [min .. max]; ratio = median over pairs of hpcjobs/bare")
-    print(f"{'metric':<24} {'bare':>28} {'hpcjobs':>28} {'paired ratio':>14}")
-    for label in [m[0] for m in METRICS] + ["wall_s"]:
-        b = [r[label] for r in rows[("hpcc", "bare")]]
-        c = [r[label] for r in rows[("hpcc", "hpcjobs")]]
-        ratio = statistics.median(x / y for x, y in zip(c, b, strict=True))
-        print(f"{label:<24} {spread(b):>28} {spread(c):>28} {ratio:>14.3f}")
-    for side in ("bare", "hpcjobs"):
-        loads = [r["load1"] for r in rows[("hpcc", side)]]
-        print(f"load average (1 min) before the {side} hpcc runs: {spread(loads)}")
-    b = [r["wall_s"] for r in rows[("launch", "bare")]]
-    c = [r["wall_s"] for r in rows[("launch", "hpcjobs")]]
-    loads = [r["load1"] for r in rows[("launch", "bare")] + rows[("launch", "hpcjobs")]]
-    print(f"\nlaunch overhead, a {RANKS}-task `true` step, {opts.launch_runs} per side, interleaved: "
-          f"bare {spread(b)} s, hpcjobs {spread(c)} s, median difference "
-          f"{statistics.median(x - y for x, y in zip(c, b, strict=True)):.3f} s; load average {spread(loads)}")
+    if ("hpcc", "bare") in rows:
+        print(f"\nhpcc, {RANKS} ranks, N={opts.n} NB={NB} P={P} Q={Q}; {opts.runs} runs per side, interleaved "
+              "(ABBA); median [min .. max]; ratio = median over pairs of hpcjobs/bare")
+        print(f"{'metric':<24} {'bare':>28} {'hpcjobs':>28} {'paired ratio':>14}")
+        for label in [m[0] for m in METRICS] + ["wall_s"]:
+            b = [r[label] for r in rows[("hpcc", "bare")]]
+            c = [r[label] for r in rows[("hpcc", "hpcjobs")]]
+            ratio = statistics.median(x / y for x, y in zip(c, b, strict=True))
+            print(f"{label:<24} {spread(b):>28} {spread(c):>28} {ratio:>14.3f}")
+        for side in ("bare", "hpcjobs"):
+            loads = [r["load1"] for r in rows[("hpcc", side)]]
+            print(f"load average (1 min) before the {side} hpcc runs: {spread(loads)}")
+    pairs = (("launch", ("bare", "hpcjobs"), f"launch overhead, a {RANKS}-task `true` step"),
+             ("init", ("without", "with"), f"bare {RANKS}-rank MPI_Init/Finalize step ({MPI_HELLO}), "
+                                           "without vs with the site's mpi.env"))  # fmt: skip
+    for kind, (first, second), what in pairs:
+        if (kind, first) not in rows:
+            continue
+        a = [r["wall_s"] for r in rows[(kind, first)]]
+        b = [r["wall_s"] for r in rows[(kind, second)]]
+        loads = [r["load1"] for r in rows[(kind, first)] + rows[(kind, second)]]
+        diff = statistics.median(y - x for x, y in zip(a, b, strict=True))
+        print(f"\n{what}, {len(a)} per side, interleaved: {first} {spread(a)} s, {second} {spread(b)} s, "
+              f"median difference ({second} - {first}) {diff:.3f} s; load average {spread(loads)}")
 
 
 if __name__ == "__main__":
