@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SITE_PATH = ROOT / "site-configs" / "dev-cluster.yaml"
 HPCC_JSON = Path("/var/lib/hpcjobs-dev/images/hpcc.json")
-MPI_HELLO = "/usr/local/bin/mpi_hello"  # built against the host's OpenMPI by scripts/dev-cluster up
+MPI_HELLO = "/var/lib/hpcjobs-dev/build/mpi_hello"  # on the host, built against its OpenMPI by dev-cluster up
 RANKS = 2
 P, Q = 1, 2  # process grid: 1 x 2 for 2 ranks
 NB = 80
