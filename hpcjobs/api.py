@@ -73,6 +73,9 @@ class ContainerJob(JobSpec):
         sched = scheduler or get_scheduler(runner)
         job_dir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
         job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched, job_dir=job_dir)
+        from hpcjobs.launchers.binding import warn_binding
+
+        warn_binding(job, sched, runner)
         job_id = sched.submit(render(job), cwd=job_dir)
         return Job(job_id, sched)
 
@@ -114,6 +117,7 @@ def prepare(
 ) -> ResolvedJob:
     """resolve → host checks → image preparation (the runtime plugin's): everything before render.
     ``job_dir``: where the job will start (checked by :func:`hpcjobs.outputs.check_job_dir`)."""
+    from hpcjobs.mpi.check import preflight
     from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
     from hpcjobs.resolve import resolve
 
@@ -124,7 +128,8 @@ def prepare(
         check_job_dir(job, job_dir, os.path.isdir)
     check_bind_sources(job)
     check_bind_realpaths(job, site.policy)
-    return prepare_image(job, site, runner=runner, scheduler=scheduler)
+    job = prepare_image(job, site, runner=runner, scheduler=scheduler)
+    return preflight(job, site, runner)
 
 
 def prepare_image(

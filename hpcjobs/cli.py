@@ -5,9 +5,10 @@ Sub-command modules are imported only when used, so ``hpcjobs --help`` stays fas
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -99,6 +100,25 @@ def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """hpcjobs' own warnings (:class:`~hpcjobs.errors.HpcjobsWarning`) as ``hpcjobs: warning: …`` lines."""
+    import warnings
+
+    from hpcjobs.errors import HpcjobsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HpcjobsWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, HpcjobsWarning):
+                    click.echo(f"hpcjobs: warning: {w.message}", err=True)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def _site_path(ctx: click.Context, site_path: str | None) -> str | None:
     if site_path:
         return site_path
@@ -183,6 +203,10 @@ def render(
             job = prepare_image(job, site, pin=True)
         except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
+    if explain:
+        from hpcjobs.mpi.check import preflight
+
+        job = preflight(job, site, refuse=False)  # the verdict submit would reach, as a header line
     import os
 
     if sweep_spec is not None:
@@ -197,6 +221,12 @@ def render(
                    nl=False)  # fmt: skip
         return
     click.echo(render_script(job, explain=explain, environ=os.environ, job_dir=os.getcwd()), nl=False)
+    if explain:
+        from hpcjobs.launchers.binding import check_binding
+
+        note = check_binding(job)  # TaskPlugin, kept per slurm.conf: no Slurm call while it is unchanged
+        if note is not None:
+            click.echo(f"hpcjobs: warning: {note}", err=True)
 
 
 @main_group.command()
@@ -243,10 +273,12 @@ def submit(
         from hpcjobs.cli_sweep import submit_sweep_file
 
         points = sweep_spec.load(Path(job_file).parent)
-        submit_sweep_file(ctx, spec, points, sweep_spec.dir, _site_path(ctx, site_path), parse_sets(sets),
-                          wait_=wait_, as_json=as_json, poll_s=poll_s)  # fmt: skip
+        with _warnings_to_stderr():
+            submit_sweep_file(ctx, spec, points, sweep_spec.dir, _site_path(ctx, site_path), parse_sets(sets),
+                              wait_=wait_, as_json=as_json, poll_s=poll_s)  # fmt: skip
         return
-    job = spec.submit(_site_path(ctx, site_path), parse_sets(sets))
+    with _warnings_to_stderr():
+        job = spec.submit(_site_path(ctx, site_path), parse_sets(sets))
     if not wait_:
         click.echo(json.dumps({"job_id": job.job_id}) if as_json else job.job_id)
         return

@@ -16,6 +16,7 @@ SETTINGS: dict[str, Any] = {
     "runtime.cleanenv": False,
     "mpi.default": "none",
     "mpi.mpirun": "mpirun",
+    "mpi.check": "refuse",
 }
 """Site-config settings (``defaults:``/partition keys) and their built-in values."""
 

@@ -71,3 +71,8 @@ class WaitTimeout(SchedulerError):
 
 class BackendUnavailable(SchedulerError):
     """A scheduler backend was asked for (HPCJOBS_SCHEDULER, prefer=) but cannot be used here."""
+
+
+class HpcjobsWarning(UserWarning):
+    """Something hpcjobs submits as asked but that will not do what was asked (the CLI prints it as
+    ``hpcjobs: warning: …``): srun binding on a cluster whose TaskPlugin cannot bind."""

@@ -101,6 +101,8 @@ def describe_differences(job: ResolvedJob, ntasks: int) -> Sequence[str]:
     notes = ["#SBATCH directives are not applied: no allocation, resources and time limit not enforced"]
     if ntasks > 1:
         notes.append(f"{ntasks} tasks as local processes instead of srun/mpirun (no MPI wiring, no PMI)")
+    if job.launcher_options:
+        notes.append(f"launcher options {' '.join(job.launcher_options)!r} are not applied (no launcher, no binding)")
     if job.gpus:
         notes.append("no GPUs are allocated: CUDA_VISIBLE_DEVICES is whatever this shell has")
     notes.append("output goes to this terminal, not to the --output file")

@@ -11,6 +11,8 @@ from hpcjobs.errors import BindError
 
 GpuRequest = Literal["gpus", "gres"]
 BindMode = Literal["ro", "rw"]
+MpiCheck = Literal["refuse", "warn", "off"]
+"""What a failed MPI/PMIx pre-flight does (hpcjobs.mpi.check)."""
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(ge=1)]

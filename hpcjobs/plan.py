@@ -6,7 +6,7 @@ from __future__ import annotations
 from hpcjobs._version import __version__
 from hpcjobs.directives import option_problem
 from hpcjobs.errors import ConfigError, HpcjobsError, PluginError
-from hpcjobs.plugin_api import Directive, LaunchPlan, ResolvedJob
+from hpcjobs.plugin_api import Directive, Launcher, LaunchPlan, ResolvedJob, ScriptLine
 
 
 def build_plan(job: ResolvedJob) -> LaunchPlan:
@@ -21,6 +21,8 @@ def build_plan(job: ResolvedJob) -> LaunchPlan:
         stages.append((f"launcher {launcher.name!r}", launcher))
     stages.append((f"runtime {runtime.name!r}", runtime))
     stages += [(f"wrapper {w.name!r}", w) for w in wrapper_objs]
+    _check_launcher_options(job, launcher)
+    plan.epilogue += [ScriptLine(code=f"# {note}", explain_only=True) for note in job.launcher_notes]
     for what, stage in stages:
         try:
             stage.contribute(job, plan)  # type: ignore[attr-defined]
@@ -46,6 +48,22 @@ def starts_in_job_dir(job: ResolvedJob) -> bool | None:
     return bool(answer(job)) if callable(answer) else None
 
 
+def _check_launcher_options(job: ResolvedJob, launcher: Launcher | None) -> None:
+    """resolve checked the options for the launcher that serves ``mpi``; a ResolvedJob may be built by
+    hand, and the launcher that takes the job may be another: never pass one on unchecked."""
+    if not job.launcher_options:
+        return
+    if launcher is None:
+        raise ConfigError(f"launcher options {list(job.launcher_options)!r} given, but a single task has no launcher")
+    check = getattr(launcher, "option_problem", None)
+    if check is None:
+        raise ConfigError(f"launcher {launcher.name!r} takes no options (its plugin has no option_problem)")
+    for opt in job.launcher_options:
+        problem = check(opt)
+        if problem is not None:
+            raise ConfigError(f"launcher_options.{launcher.name} {problem}")
+
+
 def _header(job: ResolvedJob) -> list[str]:
     lines = [
         "Single-quoted '$' and backticks below are literal arguments, by design:",
@@ -58,7 +76,7 @@ def _header(job: ResolvedJob) -> list[str]:
     if job.image_digest:
         lines.append(f"image digest: {job.image_digest}")
         lines.append(f"image file: {job.image}")
-    return lines
+    return lines + list(job.preflight)
 
 
 def sbatch_directives(job: ResolvedJob) -> list[Directive]:

@@ -41,9 +41,11 @@ GROUP = "hpcjobs"
 hookspec = pluggy.HookspecMarker(GROUP)
 hookimpl = pluggy.HookimplMarker(GROUP)
 
-HPCJOBS_PLUGIN_API = "1.1"
+HPCJOBS_PLUGIN_API = "1.2"
 """Version of this contract (1.1 added targets: :class:`Target`, :class:`TargetStatus`, the hook
-``hpcjobs_targets`` and :attr:`ResolvedJob.entrypoint_len`). A plugin declares the version it was
+``hpcjobs_targets`` and :attr:`ResolvedJob.entrypoint_len`; 1.2 launcher options:
+:attr:`ResolvedJob.launcher_options`, :attr:`ResolvedJob.launcher_notes`, the optional
+:class:`Launcher` methods ``option_problem`` and ``option_key``). A plugin declares the version it was
 written against as a module (or entry-point object) attribute ``HPCJOBS_PLUGIN_API``; it loads when
 the major versions are equal and its minor version is not newer than the core's. Additions bump the
 minor version, changes the major."""
@@ -112,6 +114,7 @@ class LaunchPart:
     mpirun: str
     launch_env: Mapping[str, str]
     wrappers: tuple[str, ...]
+    launcher_options: tuple[str, ...] = ()  # API 1.2: for the launcher that starts the tasks
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,15 @@ class ResolvedJob:
     site_origin: str | None = None
     # mode exec: how many leading words of ``args`` are the job's entrypoint (the rest: its command)
     entrypoint_len: int = 0
+    # API 1.2: the options for the launcher that serves ``mpi`` (site, partition, job, CLI laid over
+    # each other; provenance ``launcher_options[i]``), and the lines --explain shows for options that
+    # do not apply (another launcher's, or any for a single task)
+    launcher_options: tuple[str, ...] = ()
+    launcher_notes: tuple[str, ...] = ()
+    # what a failed MPI pre-flight does: refuse, warn or off (hpcjobs.mpi.check)
+    mpi_check: str = "refuse"
+    # header notes from checks made before submission (the MPI pre-flight's verdict)
+    preflight: tuple[str, ...] = ()
 
     @property
     def resources(self) -> Resources:
@@ -191,7 +203,7 @@ class ResolvedJob:
 
     @property
     def launch(self) -> LaunchPart:
-        return LaunchPart(self.mpi, self.mpirun, self.launch_env, self.wrappers)
+        return LaunchPart(self.mpi, self.mpirun, self.launch_env, self.wrappers, self.launcher_options)
 
     @property
     def multi_task(self) -> bool:
@@ -357,7 +369,15 @@ class Runtime(Protocol):
 
 
 class Launcher(Protocol):
-    """Starts the tasks of a multi-task job: ``srun --mpi=pmix``, ``mpirun -np N``."""
+    """Starts the tasks of a multi-task job: ``srun --mpi=pmix``, ``mpirun -np N``.
+
+    A launcher that takes options (API 1.2) also has ``option_problem(option) -> str | None`` (why
+    an entry of ``launcher_options.<name>`` is refused; called when a site config or job is
+    validated) and may have ``option_key(option) -> str`` (what an option sets: a higher layer's
+    option with the same key replaces a lower one's); its :meth:`contribute` adds every entry of
+    :attr:`ResolvedJob.launcher_options` (role launcher). Options for a launcher without
+    ``option_problem`` are refused, so a 1.0/1.1 launcher never drops them silently.
+    """
 
     name: str
     mpi_kinds: Sequence[str]  # the values of ``mpi`` this launcher serves

@@ -4,6 +4,10 @@ Precedence, written out in this one place:
 
     CLI (--set) > job spec > partition > site defaults > built-in default
 
+Scalars take the first layer that sets them. ``launcher_options`` are laid over each other option
+by option in the same order (:func:`hpcjobs.launchers.options.for_job`): a higher layer's option
+replaces the lower layers' options that set the same thing, the rest are kept.
+
 Every resolved value records where it came from (``ResolvedJob.provenance``), which
 ``hpcjobs render --explain`` shows.
 """
@@ -89,6 +93,7 @@ def apply_overrides(spec: JobSpec, overrides: Mapping[str, Any]) -> tuple[JobSpe
 
 
 def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None = None) -> ResolvedJob:
+    job_launcher_options = spec.launcher_options  # a layer below --set's, option by option
     spec, cli = apply_overrides(spec, overrides or {})
     _check_locked(spec, cli, site)
 
@@ -118,6 +123,7 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
     account = p.pick("account", "account")
     qos = p.pick("qos", "qos")
     mpi: str = p.pick("mpi", "mpi.default", default=builtin["mpi.default"])
+    mpi_check: str = p.pick("mpi_check", "mpi.check", default=builtin["mpi.check"])
     array = p.pick("array")
     array_throttle = p.pick("array_throttle", "array_throttle")
     if array is not None and array_throttle is not None and "%" not in array:
@@ -178,6 +184,13 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         provenance["wrappers"] = p.setting_source("wrappers")
     for key, src in _item_provenance(site, partition, eff, spec, cli, p).items():
         provenance.setdefault(key, src)  # per item, for render --explain
+    from hpcjobs.launchers.options import for_job
+
+    launcher_options, launcher_notes, option_sources = for_job(
+        site, partition, mpi, ntasks > 1 or nodes > 1, job_launcher_options, cli.get("launcher_options", {}),
+        job_source=JOB, cli_source=CLI,
+    )  # precedence CLI > job > partition > site, per option: hpcjobs.launchers.options
+    provenance.update(option_sources)
     return ResolvedJob(
         name=name,
         image=spec.image,
@@ -219,6 +232,9 @@ def resolve(spec: JobSpec, site: SiteConfig, overrides: Mapping[str, Any] | None
         plugin_settings=dict(site.plugins),
         entrypoint_len=entrypoint_len,
         array_throttle=array_throttle,
+        launcher_options=launcher_options,
+        launcher_notes=launcher_notes,
+        mpi_check=mpi_check,
     )
 
 

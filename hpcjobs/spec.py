@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from hpcjobs.models import ENV_NAME, Bind, EnvMap, NonNegInt, PosFloat, PosInt, StrictModel
+from hpcjobs.models import ENV_NAME, Bind, EnvMap, MpiCheck, NonNegInt, PosFloat, PosInt, StrictModel
 from hpcjobs.names import MpiKind, WrapperName
 
 # Slurm dependency lists: afterok:12:13,afterany:14+5 or singleton; ? separates any-of lists
@@ -43,6 +43,9 @@ class JobSpec(StrictModel):
         None,
         description="pmix, pmi2, none (srun) or mpirun, or one a launcher plugin serves (default: the partition's).",
     )
+    mpi_check: MpiCheck | None = Field(
+        None, description="What a failed MPI/PMIx pre-flight does: refuse (default), warn or off."
+    )
     binds: list[Bind] = Field(default_factory=list, description="SRC:DST[:ro|rw] strings or {src, dst, mode}.")
     env: EnvMap = Field(default_factory=dict, description="Environment inside the container.")
     workdir: str | None = Field(None, description="Working directory inside the container.")
@@ -57,6 +60,11 @@ class JobSpec(StrictModel):
     qos: str | None = None
     extra_sbatch: list[str] = Field(
         default_factory=list, description="More sbatch options, one per entry: --name, --name=value or -x."
+    )
+    launcher_options: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Options for the task launcher, per launcher, one option per entry: srun: [--cpu-bind=cores], "
+        "mpirun: [--bind-to core]; each replaces the partition's option that sets the same thing.",
     )
     runtime_flags: list[str] = Field(default_factory=list, description="Extra container runtime flags.")
     cleanenv: bool | None = Field(None, description="Start the container with a clean environment.")
@@ -103,6 +111,16 @@ class JobSpec(StrictModel):
     def _dependency(cls, value: str | None) -> str | None:
         if value is not None and not _DEPENDENCY.fullmatch(value):
             raise ValueError(f"dependency {value!r} is not Slurm dependency syntax (e.g. afterok:123, afterany:1:2)")
+        return value
+
+    @field_validator("launcher_options")
+    @classmethod
+    def _launcher_options(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from hpcjobs.launchers.options import problems
+
+        found = problems(value)
+        if found:
+            raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in found))
         return value
 
     @field_validator("extra_sbatch", "runtime_flags")

@@ -26,6 +26,7 @@ from hpcjobs.models import (
     Bind,
     EnvMap,
     GpuRequest,
+    MpiCheck,
     NonNegInt,
     PosFloat,
     PosInt,
@@ -150,6 +151,11 @@ class MpiSettings(StrictModel):
     )
     env: SiteEnv = Field(default_factory=dict, description="Environment for MPI launches, e.g. PMIX_MCA_gds: hash.")
     mpirun: str | None = Field(None, description="mpirun executable for mpi: mpirun.")
+    check: MpiCheck | None = Field(
+        None,
+        description="What a failed MPI/PMIx pre-flight of a multi-task job does: refuse (default), warn "
+        "(submit anyway) or off (see the admin guide).",
+    )
 
 
 class Settings(StrictModel):
@@ -172,6 +178,12 @@ class Settings(StrictModel):
     wrappers: list[WrapperName] = Field(
         default_factory=list, description="Task wrappers from plugins (profilers …) every job gets, outermost first."
     )
+    launcher_options: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Options for the launcher of multi-task jobs, per launcher, one option per entry, e.g. "
+        "srun: [--cpu-bind=cores], mpirun: [--bind-to core]. A partition's, then a job's option replaces "
+        "the one it sets here.",
+    )
     time_min: PosInt | None = Field(None, description="Default wall time in minutes.")
     mem_gb: PosFloat | None = Field(None, description="Default memory per node in GB.")
     cpus_per_task: PosInt | None = Field(None, description="Default CPUs per task.")
@@ -187,6 +199,16 @@ class Settings(StrictModel):
         from hpcjobs.sbatch_options import managed_sbatch_problem
 
         _check_each(enumerate(value), managed_sbatch_problem)
+        return value
+
+    @field_validator("launcher_options")
+    @classmethod
+    def _launcher_options(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from hpcjobs.launchers.options import problems
+
+        found = problems(value)
+        if found:
+            raise _problems("launcher_options", [(loc, msg, loc) for loc, msg in found])
         return value
 
 
@@ -447,7 +469,11 @@ def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in top.items():
         old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
+        if key == "launcher_options" and isinstance(old, dict) and isinstance(value, dict):
+            from hpcjobs.launchers.options import merge_site_layers
+
+            out[key] = merge_site_layers(old, value)  # per option, not appended (see resolve)
+        elif isinstance(old, dict) and isinstance(value, dict):
             out[key] = _layer(old, value)
         elif isinstance(old, list) and isinstance(value, list):
             out[key] = _merge_list(key, old, value)

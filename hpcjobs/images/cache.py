@@ -21,6 +21,7 @@ from hpcjobs.images.registry import InsecureRegistries
 from hpcjobs.images.store import CacheEntry, GcReport, ImageStore, rmtree_quiet
 from hpcjobs.images.trust import resolve_owner
 from hpcjobs.log import get_logger
+from hpcjobs.mpi.probe import probe_image
 from hpcjobs.runner import Runner, default_runner
 
 log = get_logger("hpcjobs.images")
@@ -151,6 +152,8 @@ class ImageCache:
                 "key_kind": res.key_kind,
                 "arch": summary.arch,
                 "convert_s": round(time.monotonic() - started, 3),
+                # what MPI the image carries, for the pre-flight (hpcjobs.mpi); never fails the conversion
+                "mpi": probe_image(self.runner, self.opts.binary, str(tmp)).to_record(),
             }
             entry = self.store.publish(res.key, tmp, meta)
         finally:

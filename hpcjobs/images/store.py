@@ -81,6 +81,8 @@ class CacheEntry:
     manifest: str | None = None
     source: str | None = None
     leased_until: float | None = None
+    # the MPI probe's record made at conversion (hpcjobs.mpi.probe), from the metadata record
+    mpi: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -394,6 +396,7 @@ class ImageStore:
             origin=origin,
             manifest=meta.get("manifest"),
             source=meta.get("source"),
+            mpi=meta["mpi"] if isinstance(meta.get("mpi"), dict) else None,
         )
 
     def _checked_meta(
@@ -700,6 +703,7 @@ class ImageStore:
                         e.manifest,
                         e.source,
                         leased,
+                        e.mpi,
                     )
                 )
         return out

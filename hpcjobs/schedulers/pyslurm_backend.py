@@ -167,6 +167,9 @@ class PyslurmBackend(PollingWait):
     def config_limits(self) -> tuple[int, int, bool]:
         return self._cli.config_limits()
 
+    def task_plugin(self) -> str:
+        return self._cli.task_plugin()
+
     def array_limits(self, qos: str | None = None, config: tuple[int, int, bool] | None = None) -> ArrayLimits:
         """The cluster's array and job limits (read through the CLI: configuration, not an RPC hot path)."""
         return self._cli.array_limits(qos, config)

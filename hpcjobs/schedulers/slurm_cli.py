@@ -245,6 +245,15 @@ def parse_array_limits(config_text: str) -> tuple[int, int, bool]:
     return max_array, max_jobs, accounting
 
 
+def parse_config_value(config_text: str, name: str) -> str:
+    """One setting of ``scontrol show config`` (``TaskPlugin``), as printed."""
+    for line in config_text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    raise SchedulerError(f"scontrol show config printed no {name}")
+
+
 _JOB_LINE = re.compile(r"\d+(?:_\d+|\+\d+)?")
 _PENDING_ARRAY = re.compile(r"\d+_\[([0-9,-]+)(?:%\d+)?\]")
 
@@ -621,6 +630,11 @@ class SlurmCli(PollingWait):
         set in slurm.conf, so a caller may keep them per configuration key (see
         :mod:`hpcjobs.sweep.limitcache`)."""
         return parse_array_limits(self._query(["scontrol", "show", "config"]).stdout)
+
+    def task_plugin(self) -> str:
+        """``TaskPlugin`` from ``scontrol show config`` (``task/affinity,task/cgroup``; ``task/none``):
+        set in slurm.conf, so a caller may keep it per configuration key."""
+        return parse_config_value(self._query(["scontrol", "show", "config"]).stdout, "TaskPlugin")
 
     def array_limits(self, qos: str | None = None, config: tuple[int, int, bool] | None = None) -> ArrayLimits:
         """MaxArraySize and MaxJobCount from ``scontrol show config`` (or ``config``, what

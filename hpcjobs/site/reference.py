@@ -37,6 +37,10 @@ RULES = """\
 - A default (`time_min`, `mem_gb`, `cpus_per_task`) may not exceed the partition's limit.
 - `sbatch` and `runtime.flags` entries are options (start with `-`); `sbatch` may not set what
   hpcjobs writes itself (`--partition`, `--time`, `--gpus`, `--gres`, `--mem`, …).
+- `launcher_options` maps a launcher (`srun`, `mpirun`, or a plugin's) to its options, one per
+  entry, none setting what hpcjobs sets itself (the task count, nodes, `--mpi`, `--export`, the
+  hosts …); srun's must be options the real srun knows, spelled as it reads them. A partition's
+  option replaces the site's that sets the same thing (`--cpu-bind=none` replaces `--cpu-bind=cores`).
 - Environment variable names are shell names; numbers and booleans become strings.
 - `policy.locked` names job fields; `policy.deny_bind_sources` are absolute paths.
 - `runtime.name` must be a runtime a plugin provides (`apptainer`, `singularity`, …).

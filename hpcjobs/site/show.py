@@ -90,6 +90,9 @@ def effective_settings(site: SiteConfig, partition: str) -> list[Setting]:
     out += [Setting(f"mpi.env.{k}", v, label(items.get(f"mpi.env:{k}"))) for k, v in eff.mpi.env.items()]
     out += [Setting("runtime.flags", f, label(items.get(f"runtime.flags:{f}"))) for f in eff.runtime.flags]
     out += [Setting("sbatch", o, label(items.get(f"sbatch:{o}"))) for o in eff.sbatch]
+    own = site.partitions[partition].launcher_options  # a partition's option replaces the site's (same key)
+    out += [Setting(f"launcher_options.{name}", o, label("partition" if o in own.get(name, []) else "site"))
+            for name, opts in eff.launcher_options.items() for o in opts]  # fmt: skip
     return out
 
 

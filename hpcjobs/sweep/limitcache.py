@@ -1,4 +1,5 @@
-"""MaxArraySize and MaxJobCount, kept per Slurm configuration key, so that a sweep does not ask
+"""MaxArraySize and MaxJobCount (and single settings such as TaskPlugin, see
+:func:`cached_config_value`), kept per Slurm configuration key, so that a sweep does not ask
 slurmctld (``scontrol show config``, 4-10 ms on the dev VM, more on a busy controller) every time.
 
 Both are set in ``slurm.conf`` and change only with it (MaxJobCount even needs a restart of
@@ -56,6 +57,40 @@ def cached_config_limits(
         return kept
     value = fetch()
     _write(path, key.digest, value)
+    return value
+
+
+def cached_config_value(
+    name: str, fetch: Callable[[], str], runner: Runner | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """``fetch()``, a value read from ``scontrol show config`` (``TaskPlugin``), or what it returned
+    earlier for the same configuration key: kept in ``<cache>/limits/<cluster>/<name>.json`` (beside
+    the limits file, not next to it) under the rules of :func:`cached_config_limits`."""
+    from hpcjobs.config.discovered import DEFAULT_SLURM_CONF, config_key
+    from hpcjobs.errors import HpcjobsError
+    from hpcjobs.user_cache import cache_root, read_private, write_private
+
+    environ = os.environ if env is None else env
+    if not asks_this_host(runner) or not os.access(environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF, os.R_OK):
+        return fetch()
+    try:
+        key = config_key(runner, environ)
+    except HpcjobsError:
+        return fetch()
+    if key.basis == "scontrol show config":
+        return fetch()
+    from hpcjobs.config.discovered import MAX_AGE_S
+
+    path = cache_root(environ) / "limits" / key.cluster / f"{name}.json"
+    raw = read_private(path, 4096, MAX_AGE_S)
+    try:
+        data = json.loads(raw) if raw is not None else None
+        if isinstance(data, dict) and data.get("key") == key.digest and isinstance(data.get("value"), str):
+            return str(data["value"])
+    except ValueError:
+        pass
+    value = fetch()
+    write_private(path.parent, path, json.dumps({"key": key.digest, "value": value}) + "\n")
     return value
 
 

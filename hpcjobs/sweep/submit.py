@@ -84,6 +84,9 @@ def submit_sweep(
             counted.cancel()
             raise
         check_room(n_points, replace(limits, jobs_now=counted.result()))
+    from hpcjobs.launchers.binding import warn_binding
+
+    warn_binding(job, sched, runner)  # srun binding on a cluster that cannot bind: say so, once
 
     workdir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
     sweep_id = new_id(job.name)

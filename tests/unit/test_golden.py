@@ -33,6 +33,10 @@ CASES: dict[str, dict[str, Any]] = {
         "env": {"GREETING": "it's a \"test\"; echo $HOME `id`", "EMPTY": ""},
         "command": ["sh", "-c", "echo $GREETING > out; ls /data"],
     },
+    "launcher_options": {
+        "image": "/images/mpi.sif", "partition": "bound", "ntasks": 2, "entrypoint": ["mpi_hello"],
+        "launcher_options": {"srun": ["--cpu-bind=map_cpu:1,0", "--comment=it's; echo $HOME", "-l"]},
+    },
     "a100_cleanenv": {
         "image": "/images/train.sif",
         "partition": "a100",

@@ -60,6 +60,15 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
          "entrypoint": ["/bin/sh", "-c", "echo $HOME; ls 'a b'"]},
         {},
     ),
+    "launcher_options": (
+        {"image": "/images/mpi.sif", "partition": "bound", "ntasks": 2, "entrypoint": ["mpi_hello"],
+         "launcher_options": {"srun": ["--cpu_bind=map_cpu:1,0", "--comment=it's; echo $HOME"]}},
+        {"launcher_options": {"srun": ["-mcyclic"]}},
+    ),
+    "launcher_options_single_task": (
+        {"image": "/images/tool.sif", "partition": "bound", "command": ["run"]},
+        {},
+    ),
 }  # fmt: skip
 
 

@@ -148,8 +148,9 @@ def test_squeue_time_used(rec: Recording) -> None:
 
 def test_array_limits_from_config(rec: Recording) -> None:
     """``scontrol show config`` of a cluster without accounting storage (22.05 says
-    accounting_storage/none, 24.11 says (null)): Slurm's default limits, accounting off."""
-    assert parse_array_limits(rec.out("scontrol-show-config")) == (1001, 10000, False)
+    accounting_storage/none, 24.11 says (null)): Slurm's default MaxArraySize, the dev cluster's
+    MaxJobCount=30000, accounting off."""
+    assert parse_array_limits(rec.out("scontrol-show-config")) == (1001, 30000, False)
 
 
 def test_squeue_name_with_spaces_and_semicolon(rec: Recording) -> None:

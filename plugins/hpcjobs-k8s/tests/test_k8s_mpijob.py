@@ -147,6 +147,9 @@ def test_refusals(k8s_site: SiteConfig, mpi_site: SiteConfig) -> None:
         render(JobSpec(image="docker://a:1", ntasks=2, command=["p"]), mpi_site)
     with pytest.raises(ConfigError, match="no array indexes"):
         render(JobSpec(image="docker://a:1", ntasks=2, entrypoint=["p"], array="0-3"), mpi_site)
+    with pytest.raises(ConfigError, match="cannot carry launcher_options"):  # srun's options: no srun in a pod
+        render(JobSpec(image="docker://a:1", ntasks=2, entrypoint=["p"],
+                       launcher_options={"srun": ["--cpu-bind=cores"]}), mpi_site)  # fmt: skip
     with pytest.raises(ValueError, match="mpi_operator"):
         KubernetesSettings.model_validate({"mpi_operator": "kubeflow.org/v1"})
 

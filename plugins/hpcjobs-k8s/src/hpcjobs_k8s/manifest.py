@@ -72,6 +72,9 @@ def _refuse_slurm_only(job: ResolvedJob) -> None:
         ("extra_sbatch", any(job.source(f"extra_sbatch[{i}]").startswith(_JOB_SET) for i in
                              range(len(job.extra_sbatch)))),
         ("runtime_flags", any(job.source(f"runtime_flags[{i}]") in _JOB_SET for i in range(len(job.runtime_flags)))),
+        # core API 1.2: srun/mpirun options; the pods have no Slurm launcher (getattr: older cores have none)
+        ("launcher_options", any(job.source(f"launcher_options[{i}]") in _JOB_SET
+                                 for i in range(len(getattr(job, "launcher_options", ()))))),
         ("dependency", job.dependency is not None),
         ("wrappers", bool(job.wrappers) and job.source("wrappers") in _JOB_SET),
         ("output", job.source("output") in _JOB_SET),
