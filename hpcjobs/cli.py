@@ -100,6 +100,18 @@ def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _short_call(ctx: click.Context) -> None:
+    """Start-up of ``render`` and ``submit``: the entry-point table is read once for the call, and
+    pydantic's own plugin lookup is skipped when that table says none is installed
+    (:mod:`hpcjobs.pydantic_plugins`; docs/benchmarks.md)."""
+    from hpcjobs import plugin_index
+    from hpcjobs.pydantic_plugins import skip_lookup
+
+    plugin_index.hold()
+    ctx.call_on_close(plugin_index.release)
+    skip_lookup()
+
+
 @contextlib.contextmanager
 def _warnings_to_stderr() -> Iterator[None]:
     """hpcjobs' own warnings (:class:`~hpcjobs.errors.HpcjobsWarning`) as ``hpcjobs: warning: …`` lines."""
@@ -178,6 +190,7 @@ def render(
     """Print the sbatch script for JOB_FILE. Nothing is converted or submitted: an OCI image's digest
     is looked up, and the script names the SIF that submit would use. With --target, print what
     that target would submit instead (a Kubernetes manifest …)."""
+    _short_call(ctx)
     from hpcjobs.api import load_site_arg
     from hpcjobs.errors import ImageError
     from hpcjobs.jobfile import load_job_document
@@ -249,6 +262,7 @@ def submit(
     target: str,
 ) -> None:
     """Submit JOB_FILE; print the job id (a sweep: its id, then its array job ids on stderr)."""
+    _short_call(ctx)
     import json
     from pathlib import Path
 

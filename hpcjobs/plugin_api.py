@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from hpcjobs.models import Bind
+    from hpcjobs.plugin_api_parts import ContainerPart, LaunchPart, Resources, SbatchPart, TargetStatus
 
 GROUP = "hpcjobs"
 """The pluggy project name and the entry-point group plugins register under."""
@@ -56,65 +57,6 @@ replaces it (Docker semantics)."""
 
 
 # --------------------------------------------------------------------------- resolved job
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What the job asks of Slurm, in units."""
-
-    nodes: int
-    ntasks: int
-    cpus_per_task: int | None
-    gpus: int  # per node
-    mem_gb: float | None  # per node
-    time_min: int | None
-
-
-@dataclass(frozen=True)
-class SbatchPart:
-    """Scheduler-facing settings besides resources."""
-
-    name: str
-    partition: str
-    account: str | None
-    qos: str | None
-    array: str | None
-    output: str
-    dependency: str | None
-    extra_sbatch: tuple[str, ...]
-    gpu_request: str  # gpus | gres
-    gpu_type: str | None
-
-
-@dataclass(frozen=True)
-class ContainerPart:
-    """What the runtime plugin turns into a container command."""
-
-    runtime: str
-    runtime_binary: str | None  # None: the plugin's own
-    runtime_flags: tuple[str, ...]
-    image: str  # after image preparation: what the runtime runs (for Apptainer: the SIF path)
-    image_ref: str | None  # the reference the job named
-    image_digest: str | None
-    mode: Mode
-    args: tuple[str, ...]  # entrypoint + command (exec) or command (run)
-    binds: tuple[Bind, ...]
-    env: Mapping[str, str]
-    workdir: str | None
-    cleanenv: bool
-    gpu_flag: str | None  # None: no GPUs asked for
-    clear_bind_env: bool  # the site has a bind deny list: binds may come from the job and site only
-
-
-@dataclass(frozen=True)
-class LaunchPart:
-    """How the tasks are started."""
-
-    mpi: str
-    mpirun: str
-    launch_env: Mapping[str, str]
-    wrappers: tuple[str, ...]
-    launcher_options: tuple[str, ...] = ()  # API 1.2: for the launcher that starts the tasks
 
 
 @dataclass(frozen=True)
@@ -184,10 +126,14 @@ class ResolvedJob:
 
     @property
     def resources(self) -> Resources:
+        from hpcjobs.plugin_api_parts import Resources
+
         return Resources(self.nodes, self.ntasks, self.cpus_per_task, self.gpus, self.mem_gb, self.time_min)
 
     @property
     def sbatch(self) -> SbatchPart:
+        from hpcjobs.plugin_api_parts import SbatchPart
+
         return SbatchPart(
             self.name, self.partition, self.account, self.qos, self.array, self.output, self.dependency,
             self.extra_sbatch, self.gpu_request, self.gpu_type,
@@ -195,6 +141,8 @@ class ResolvedJob:
 
     @property
     def container(self) -> ContainerPart:
+        from hpcjobs.plugin_api_parts import ContainerPart
+
         return ContainerPart(
             self.runtime, self.runtime_binary, self.runtime_flags, self.image, self.image_ref, self.image_digest,
             self.mode, self.args, self.binds, self.env, self.workdir, self.cleanenv, self.gpu_flag,
@@ -203,6 +151,8 @@ class ResolvedJob:
 
     @property
     def launch(self) -> LaunchPart:
+        from hpcjobs.plugin_api_parts import LaunchPart
+
         return LaunchPart(self.mpi, self.mpirun, self.launch_env, self.wrappers, self.launcher_options)
 
     @property
@@ -399,17 +349,6 @@ class Wrapper(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class TargetStatus:
-    """A job's state as a target reports it. ``state`` uses the scheduler state names
-    (PENDING, RUNNING, COMPLETED, FAILED, UNKNOWN …)."""
-
-    job_id: str
-    state: str
-    exit_code: int | None = None
-    reason: str | None = None
-
-
 class Target(Protocol):
     """Another place to run the same job (``--target NAME``; the built-in default ``slurm`` is the
     sbatch path). It renders the resolved job as text and submits, reads back and prints logs only
@@ -456,6 +395,20 @@ class SweepTarget(Target, Protocol):
         """One task per point: ``points[i].args`` after the job's command, ``points[i].env`` over its
         environment, byte for byte. Pure; the text goes to :meth:`Target.submit`."""
         ...
+
+
+_PARTS = ("ContainerPart", "LaunchPart", "Resources", "SbatchPart", "TargetStatus")
+
+
+def __getattr__(name: str) -> Any:
+    """The rarely used parts of the contract, created on first use (:mod:`hpcjobs.plugin_api_parts`)."""
+    if name in _PARTS:
+        from hpcjobs import plugin_api_parts
+
+        value = getattr(plugin_api_parts, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def supports_sweeps(target: Target) -> bool:

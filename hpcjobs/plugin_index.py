@@ -2,10 +2,12 @@
 
 ``importlib.metadata.entry_points(group=...)`` reads every installed distribution's metadata, and
 importing it (with email, zipfile, csv) costs more CPU than the ``sbatch`` call hpcjobs wraps; the CLI
-asked it twice per call (the plugin registry, the site cache key). The answer is cached under
-``$XDG_CACHE_HOME/hpcjobs/entry-points/<key>`` (default ``~/.cache``); the key hashes the group,
-each ``sys.path`` entry holding ``*.dist-info``/``*.egg-info`` folders, those folders (their names
-carry the versions) and the size and mtime of each one's ``entry_points.txt`` (and an egg's ``PKG-INFO``).
+asked it twice per call (the plugin registry, the site cache key), and pydantic asks it once more
+for its own plugins. The answer for the groups in :data:`GROUPS` (``hpcjobs``, and ``pydantic``,
+which :mod:`hpcjobs.pydantic_plugins` reads) is cached under
+``$XDG_CACHE_HOME/hpcjobs/entry-points/<key>`` (default ``~/.cache``); the key hashes each
+``sys.path`` entry holding ``*.dist-info``/``*.egg-info`` folders, those folders (their names carry
+the versions) and the size and mtime of each one's ``entry_points.txt`` (and an egg's ``PKG-INFO``).
 Installing, removing or upgrading a distribution, or editing its entry points, changes the key; a
 miss asks ``importlib.metadata`` exactly as before. Loading an entry point and reporting a plugin
 that fails to load are unchanged (:mod:`hpcjobs.plugins`).
@@ -25,7 +27,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-_FORMAT = "hpcjobs-entry-points-1"
+_FORMAT = "hpcjobs-entry-points-2"
+GROUPS = ("hpcjobs", "pydantic")
+"""The groups the table holds: hpcjobs' plugins, and pydantic's (whether any is installed)."""
 _SEP = "\t"
 
 
@@ -64,40 +68,80 @@ class EntryPointRow:
 
 def entry_points(group: str, env: Mapping[str, str] | None = None) -> list[EntryPointRow]:
     """The entry points of ``group`` in ``importlib.metadata``'s order, from the cache when it is warm."""
+    if group not in GROUPS:
+        return scan(group)
+    return list(table(env)[group])
+
+
+_held: dict[tuple[str, tuple[str, ...]], dict[str, list[EntryPointRow]]] | None = None
+
+
+def hold() -> None:
+    """Until :func:`release`, read the table once per cache folder and ``sys.path``.
+
+    For a short CLI call (``render``, ``submit``), which asks for it up to three times (pydantic's
+    plugins, the site cache key, the plugin registry): nothing is installed while it runs, and each
+    key costs a stat call per installed distribution."""
+    global _held
+    if _held is None:
+        _held = {}
+
+
+def release() -> None:
+    """End :func:`hold`: every later call looks at the installed distributions again."""
+    global _held
+    _held = None
+
+
+def table(env: Mapping[str, str] | None = None) -> dict[str, list[EntryPointRow]]:
+    """Group (each of :data:`GROUPS`) → its entry points, from the cache when it is warm."""
     from hpcjobs import user_cache as cache
 
     if not cache.enabled(env):
-        return scan(group)
+        return scan_groups(GROUPS)
     folder = cache.cache_root(env) / "entry-points"
-    path = folder / metadata_key(group, sys.path)
-    rows = _read(path, cache)
-    if rows is None:
-        rows = scan(group)
-        _write(folder, path, rows, cache)
-    return rows
+    memo = (str(folder), tuple(sys.path))
+    if _held is not None and memo in _held:
+        return _held[memo]
+    path = folder / metadata_key(sys.path)
+    groups = _read(path, cache)
+    if groups is None:
+        groups = scan_groups(GROUPS)
+        _write(folder, path, groups, cache)
+    if _held is not None:
+        _held[memo] = groups
+    return groups
 
 
 def scan(group: str) -> list[EntryPointRow]:
     """Ask ``importlib.metadata`` (reads every distribution's metadata)."""
+    return scan_groups((group,))[group]
+
+
+def scan_groups(groups: Sequence[str]) -> dict[str, list[EntryPointRow]]:
+    """Ask ``importlib.metadata`` once for several groups (reads every distribution's metadata)."""
     from importlib.metadata import entry_points as metadata_entry_points
 
-    rows = []
-    for ep in metadata_entry_points(group=group):
-        dist = getattr(ep, "dist", None)
-        rows.append(
-            EntryPointRow(
-                ep.name,
-                ep.value,
-                dist.metadata["Name"] if dist is not None else None,
-                dist.version if dist is not None else None,
+    everything = metadata_entry_points()
+    out: dict[str, list[EntryPointRow]] = {}
+    for group in groups:
+        rows = out.setdefault(group, [])
+        for ep in everything.select(group=group):
+            dist = getattr(ep, "dist", None)
+            rows.append(
+                EntryPointRow(
+                    ep.name,
+                    ep.value,
+                    dist.metadata["Name"] if dist is not None else None,
+                    dist.version if dist is not None else None,
+                )
             )
-        )
-    return rows
+    return out
 
 
-def metadata_key(group: str, path_entries: Sequence[str]) -> str:
+def metadata_key(path_entries: Sequence[str]) -> str:
     """What the installed entry points depend on; stat calls only, no file is read."""
-    h = hashlib.sha256(f"{_FORMAT}\0{group}".encode())
+    h = hashlib.sha256("\0".join([_FORMAT, *GROUPS]).encode())
     for entry in path_entries:
         # Only entries holding metadata count: `python -m` puts the working directory first, and
         # a folder with no distribution in it must not make every directory a cache miss.
@@ -126,7 +170,7 @@ def _stat_text(path: str) -> str:
     return f"{st.st_mtime_ns}:{st.st_size}"
 
 
-def _read(path: Path, cache: Any) -> list[EntryPointRow] | None:
+def _read(path: Path, cache: Any) -> dict[str, list[EntryPointRow]] | None:
     data = cache.read_private(path, -1, math.inf)
     if data is None:
         return None
@@ -134,18 +178,18 @@ def _read(path: Path, cache: Any) -> list[EntryPointRow] | None:
     lines = text.split("\n")
     if lines[0] != _FORMAT or lines[-1] != "":  # foreign or truncated
         return None
-    rows = []
+    groups: dict[str, list[EntryPointRow]] = {g: [] for g in GROUPS}
     for line in lines[1:-1]:
         fields = line.split(_SEP)
-        if len(fields) != 4:
+        if len(fields) != 5 or fields[0] not in groups:
             return None
-        name, value, dist, version = fields
-        rows.append(EntryPointRow(name, value, dist or None, version or None))
-    return rows
+        group, name, value, dist, version = fields
+        groups[group].append(EntryPointRow(name, value, dist or None, version or None))
+    return groups
 
 
-def _write(folder: Path, path: Path, rows: list[EntryPointRow], cache: Any) -> None:
-    fields = [(r.name, r.value, r.dist or "", r.version or "") for r in rows]
+def _write(folder: Path, path: Path, groups: Mapping[str, list[EntryPointRow]], cache: Any) -> None:
+    fields = [(g, r.name, r.value, r.dist or "", r.version or "") for g in GROUPS for r in groups[g]]
     if any(_SEP in f or "\n" in f for row in fields for f in row):
         return  # not representable: stay uncached rather than guess
     text = "".join(f"{_SEP.join(row)}\n" for row in fields)

@@ -101,6 +101,12 @@ def _registry() -> _Registry:
             if not pm.is_registered(mod):
                 pm.register(mod, name=short)
                 reg.dists[short] = ("hpcjobs", None, str(getattr(mod, "HPCJOBS_PLUGIN_API", "")))
+    import sys
+
+    if "logging" in sys.modules:  # a plugin that logs through logging gets the CLI's handler, as before
+        from hpcjobs.log import apply_pending
+
+        apply_pending()
     return reg
 
 

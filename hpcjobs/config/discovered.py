@@ -25,7 +25,6 @@ user and nobody else can write them; otherwise the cluster is asked again.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -45,7 +44,6 @@ DEFAULT_SLURM_CONF = "/etc/slurm/slurm.conf"
 ORIGIN = "discovered from the cluster"
 _CONF_FILES = ("gres.conf",)
 _CLUSTER_LINE = re.compile(r"^\s*ClusterName\s*=\s*(\S+)", re.IGNORECASE | re.MULTILINE)
-_log = logging.getLogger("hpcjobs.site")
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,9 @@ def discovered_site(
     text = _discover_text(runner, key)
     problem = write_private(folder, path, text)
     found = Discovered(path, key, rediscovered=True, text=text if problem else None)
-    _log.warning(
+    from hpcjobs.log import std_logger
+
+    std_logger("hpcjobs.site").warning(
         "note: no site config is published here; using the one %s "
         "(hpcjobs site show explains it; a published site config takes precedence)%s",
         found.origin, f"; {problem}" if problem else "",

@@ -6,6 +6,7 @@ Checked by which modules get imported (a property that cannot flake), not by tim
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -124,3 +125,58 @@ def test_a_sweep_submit_runs_with_the_collector_on(tmp_path, monkeypatch) -> Non
     main(["submit", str(tmp_path / "job.yaml")])
     assert seen == [True]
     assert gc.isenabled()
+
+
+LOG_PROBE = r"""
+import sys
+from hpcjobs import log
+log.configure_cli_logging(int(sys.argv[1]))
+events = log.get_logger("probe")
+events.info("probe.info", n=1)
+print("logging" in sys.modules, flush=True)
+events.warning("probe.warning", n=2)
+print("logging" in sys.modules, flush=True)
+"""
+
+
+@pytest.mark.parametrize(("verbosity", "stdout", "shown"), [
+    (0, ["False", "True"], ["probe.warning"]),  # logging imported only for the warning
+    (1, ["True", "True"], ["probe.info", "probe.warning"]),
+])  # fmt: skip
+def test_cli_logging_is_imported_when_something_can_be_shown(
+    verbosity: int, stdout: list[str], shown: list[str]
+) -> None:
+    r = subprocess.run([sys.executable, "-c", LOG_PROBE, str(verbosity)], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == stdout
+    lines = r.stderr.splitlines()
+    assert all(line.startswith("hpcjobs: ") for line in lines), lines
+    assert [next(w for w in ("probe.info", "probe.warning") if w in line) for line in lines] == shown
+
+
+def test_a_warm_render_imports_no_logging(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "job.yaml").write_text("image: /i/x.sif\ncommand: [x]\n")
+    (tmp_path / "site.yaml").write_text("name: t\ndefault_partition: cpu\npartitions: {cpu: {}}\n")
+    code = (
+        "import sys\nfrom hpcjobs.cli import main\n"
+        f"sys.argv = ['hpcjobs', 'render', '--site', {str(tmp_path / 'site.yaml')!r}, {str(tmp_path / 'job.yaml')!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for _ in range(2):  # cold, then warm
+        probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    assert "exec apptainer run" in out
+    assert "logging" not in json.loads(out.splitlines()[-1])
+
+
+def test_a_plugin_that_imports_logging_gets_the_cli_handler() -> None:
+    probe = (
+        "import sys\nfrom hpcjobs import log, plugins\nlog.configure_cli_logging(0)\n"
+        "import logging  # as a plugin module would, when the registry loads it\n"
+        "plugins._reset(); plugins.plugin_manager()\n"
+        "print([getattr(h, '_hpcjobs', False) for h in logging.getLogger('hpcjobs').handlers])\n"
+        "logging.getLogger('hpcjobs.someplugin').warning('careful')"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[True]"
+    assert r.stderr == "hpcjobs: careful\n"

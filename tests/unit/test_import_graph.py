@@ -15,7 +15,11 @@ def test_no_import_cycles_and_layers_hold() -> None:
 
 
 def test_plugin_api_imports_only_the_leaves() -> None:
-    assert set(importgraph.graph()["hpcjobs.plugin_api"]) <= {"hpcjobs.errors", "hpcjobs.models", "hpcjobs.defaults"}
+    g = importgraph.graph()
+    leaves = {"hpcjobs.errors", "hpcjobs.models", "hpcjobs.defaults"}
+    # its rarely used classes live in plugin_api_parts (created on first use), which is held to the same
+    assert set(g["hpcjobs.plugin_api"]) <= leaves | {"hpcjobs.plugin_api_parts"}
+    assert set(g["hpcjobs.plugin_api_parts"]) <= leaves
 
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:

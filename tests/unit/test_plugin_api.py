@@ -163,6 +163,36 @@ def test_resolved_job_parts() -> None:
     assert job.launch.mpi == "none" and job.multi_task
 
 
+def test_the_rarely_used_parts_are_the_contracts_own_created_on_first_use() -> None:
+    """Resources, SbatchPart, ContainerPart, LaunchPart and TargetStatus are created when first
+    asked for (CLI start-up), and are then plugin_api's frozen dataclasses as before."""
+    import dataclasses
+    import pickle
+    import subprocess
+    import sys
+
+    probe = ("import sys, hpcjobs.plugin_api as p\nbefore = 'hpcjobs.plugin_api_parts' in sys.modules\n"
+             "from hpcjobs.plugin_api import TargetStatus\nprint(before, 'hpcjobs.plugin_api_parts' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
+
+    import hpcjobs.plugin_api as api
+
+    for name in ("Resources", "SbatchPart", "ContainerPart", "LaunchPart", "TargetStatus"):
+        cls = getattr(api, name)
+        assert name in api.__all__ and cls.__module__ == "hpcjobs.plugin_api" and cls.__qualname__ == name
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    status = api.TargetStatus("7", "FAILED", 3, "boom")
+    assert repr(status) == "TargetStatus(job_id='7', state='FAILED', exit_code=3, reason='boom')"
+    assert pickle.loads(pickle.dumps(status)) == status
+    assert hash(status) == hash(api.TargetStatus("7", "FAILED", 3, "boom"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        status.state = "RUNNING"  # type: ignore[misc]
+    assert dataclasses.replace(status, state="COMPLETED", exit_code=0).state == "COMPLETED"
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        api.Nothing  # noqa: B018
+
+
 class EchoRuntime:
     """A third-party runtime in miniature: '-v' mounts host paths; the image runs through 'echo'."""
 

@@ -35,10 +35,10 @@ def test_a_hit_answers_as_importlib_metadata_without_asking_it(env: dict[str, st
     assert {"apptainer", "singularity", "srun", "mpirun"} <= {r.name for r in first}
     assert len(cached_files(env)) == 1
 
-    def no_scan(group: str) -> list[plugin_index.EntryPointRow]:
+    def no_scan(groups: object) -> dict[str, list[plugin_index.EntryPointRow]]:
         raise AssertionError("a warm table must not read package metadata")
 
-    monkeypatch.setattr(plugin_index, "scan", no_scan)
+    monkeypatch.setattr(plugin_index, "scan_groups", no_scan)
     assert plugin_index.entry_points("hpcjobs", env) == first
 
 
@@ -67,7 +67,7 @@ def test_editing_entry_points_in_place_refreshes_the_table(env: dict[str, str], 
 def test_a_cache_file_others_can_write_is_ignored(env: dict[str, str]) -> None:
     real = plugin_index.entry_points("hpcjobs", env)
     (path,) = cached_files(env)
-    path.write_text("hpcjobs-entry-points-1\napptainer\tos:system\tevil\t6.6.6\n")
+    path.write_text(f"{plugin_index._FORMAT}\nhpcjobs\tapptainer\tos:system\tevil\t6.6.6\n")
     path.chmod(0o666)
     assert plugin_index.entry_points("hpcjobs", env) == real
 
@@ -101,9 +101,10 @@ print(json.dumps([asked, sorted(sys.modules)]))
 """
 
 
-def test_a_warm_render_reads_no_metadata_for_hpcjobs_plugins(env: dict[str, str], tmp_path: Path) -> None:
-    """The site cache key and the plugin registry both take the table; only pydantic's own plugin
-    lookup (when it builds the job spec's validator) still asks importlib.metadata."""
+def test_a_warm_render_reads_no_package_metadata(env: dict[str, str], tmp_path: Path) -> None:
+    """The site cache key and the plugin registry both take the table, and pydantic's own plugin
+    lookup is skipped (no pydantic plugin installed; tests/unit/test_pydantic_plugins.py); a cold
+    call reads the metadata once for both groups."""
     job = tmp_path / "job.yaml"
     job.write_text("image: /i/x.sif\ncommand: [x]\n")
     site = tmp_path / "site.yaml"
@@ -114,9 +115,9 @@ def test_a_warm_render_reads_no_metadata_for_hpcjobs_plugins(env: dict[str, str]
     cold = subprocess.run(argv, capture_output=True, text=True, env=child_env, cwd=ROOT, check=True)
     warm = subprocess.run(argv, capture_output=True, text=True, env=child_env, cwd=ROOT, check=True)
     assert "exec apptainer run" in warm.stdout
-    assert "hpcjobs" in json.loads(cold.stdout.splitlines()[-1])[0]
+    assert json.loads(cold.stdout.splitlines()[-1])[0] == [None]  # every group in one pass
     asked, modules = json.loads(warm.stdout.splitlines()[-1])
-    assert asked == ["pydantic"]
+    assert asked == []
     assert "hpcjobs.plugin_index" in modules
 
 
@@ -124,7 +125,29 @@ def test_folders_without_distributions_do_not_change_the_key(tmp_path: Path) -> 
     """`python -m hpcjobs` puts the working directory on sys.path: each new one must not be a miss."""
     base = [p for p in sys.path if p]
     (tmp_path / "a").mkdir()
-    assert plugin_index.metadata_key("hpcjobs", [str(tmp_path / "a"), *base]) == plugin_index.metadata_key(
-        "hpcjobs", base
-    )
-    assert plugin_index.metadata_key("hpcjobs", [str(DISTS), *base]) != plugin_index.metadata_key("hpcjobs", base)
+    assert plugin_index.metadata_key([str(tmp_path / "a"), *base]) == plugin_index.metadata_key(base)
+    assert plugin_index.metadata_key([str(DISTS), *base]) != plugin_index.metadata_key(base)
+
+
+def test_a_held_table_is_read_once_until_released(env: dict[str, str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A CLI call holds the table (one key computed, not three); released, an install is seen again."""
+    plugin_index.entry_points("hpcjobs", env)  # warm
+    keys: list[str] = []
+    real_key = plugin_index.metadata_key
+    monkeypatch.setattr(plugin_index, "metadata_key", lambda entries: keys.append("k") or real_key(entries))
+    plugin_index.hold()
+    try:
+        before = {r.name for r in plugin_index.entry_points("hpcjobs", env)}
+        assert plugin_index.entry_points("pydantic", env) == []
+        assert {r.name for r in plugin_index.entry_points("hpcjobs", env)} == before
+        assert keys == ["k"]
+    finally:
+        plugin_index.release()
+    monkeypatch.syspath_prepend(str(DISTS))
+    assert "broken" in {r.name for r in plugin_index.entry_points("hpcjobs", env)}
+    assert keys == ["k", "k"]
+
+
+def test_other_groups_are_asked_directly(env: dict[str, str]) -> None:
+    assert plugin_index.entry_points("console_scripts", env) == plugin_index.scan("console_scripts")
+    assert "hpcjobs" in {r.name for r in plugin_index.scan("console_scripts")}

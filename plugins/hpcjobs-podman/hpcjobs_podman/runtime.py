@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
-import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Literal
@@ -33,7 +31,8 @@ ARCHIVE_TRANSPORTS = ("docker-archive:", "oci-archive:", "oci:")
 class PodmanSettings(BaseModel):
     """``plugins.podman`` in a site config."""
 
-    model_config = ConfigDict(extra="forbid")
+    # validators built on first use: loading the plugin (every render and submit) builds none
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     global_flags: list[str] = Field(
         default_factory=list,
@@ -128,6 +127,8 @@ def _run(ctx: ImageContext, argv: list[str]) -> tuple[int, str, str]:
     if ctx.runner is not None:
         done = ctx.runner(argv, timeout_s=600)
         return done.returncode, done.stdout, done.stderr
+    import subprocess  # here: loading the plugin (every render and submit) does not need it
+
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False,
                           stdin=subprocess.DEVNULL)  # fmt: skip
     return proc.returncode, proc.stdout, proc.stderr
@@ -297,6 +298,8 @@ class DockerRuntime(PodmanRuntime):
         rc, out, err = _run(ctx, [*binary, "image", "inspect", "--format", "{{json .RepoDigests}}", name])
         if rc != 0:
             return None, _last_line(err)
+        import json
+
         try:
             entries = [str(e) for e in json.loads(out.strip() or "[]")]
         except ValueError:

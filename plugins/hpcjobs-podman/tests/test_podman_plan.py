@@ -221,3 +221,21 @@ def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gpu_flags_listed_once() -> None:
     row = next(p for p in plugin_infos() if p.name == "podman")
     assert row.provides["gpu flags"] == ["device", "cdi", "none"]
+
+
+def test_loading_the_plugin_builds_no_validator_and_starts_no_process_machinery() -> None:
+    """hpcjobs loads every plugin on each render and submit: the settings' validators are built on
+    first use, and subprocess is imported where a process is started (checked in a fresh interpreter
+    that imports the plugin contract and pydantic first, by what exists, not by timing)."""
+    import json
+    import sys
+
+    probe = (
+        "import json as _j, sys, pydantic, hpcjobs.plugin_api\nbefore = set(sys.modules)\nimport hpcjobs_podman\n"
+        "from hpcjobs_podman import PodmanSettings, DockerSettings\n"
+        "print(_j.dumps([PodmanSettings.__pydantic_complete__, DockerSettings.__pydantic_complete__, "
+        "'subprocess' in sys.modules, 'subprocess' in before]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [False, False, False, False]
+    assert PodmanSettings.model_validate({"tls_verify": False}).tls_verify is False  # built on first use

@@ -25,7 +25,8 @@ STRACE_SCRIPT = 'b=$1 d=$2; shift 2; exec "$b" -o ' + _PER_RANK.format(tool="str
 
 
 class _Tool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # validators built on first use: loading the plugin (every render and submit) builds none
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     output_dir: str = Field(
         ".",
@@ -70,7 +71,7 @@ class StraceSettings(_Tool):
 class ProfileSettings(BaseModel):
     """``plugins.profile`` in a site config: one section per profiler."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     nsys: NsysSettings = Field(default_factory=NsysSettings)
     perf: PerfSettings = Field(default_factory=PerfSettings)

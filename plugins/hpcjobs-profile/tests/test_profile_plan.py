@@ -102,3 +102,24 @@ def test_listed_by_hpcjobs_plugins() -> None:
     row = next(p for p in plugin_infos() if p.name == "profile")
     assert row.dist == "hpcjobs-profile" and row.api == HPCJOBS_PLUGIN_API and row.error is None
     assert row.provides["wrappers"] == ["nsys", "perf-stat", "strace"]
+
+
+def test_loading_the_plugin_builds_no_validator() -> None:
+    """hpcjobs loads every plugin on each render and submit: the wrappers module is imported when a
+    hook asks for it, and the settings' validators are built on first use (checked in a fresh
+    interpreter, by what exists, not by timing)."""
+    import json
+    import sys
+
+    probe = (
+        "import json, sys, hpcjobs_profile\nloaded = 'hpcjobs_profile.wrappers' in sys.modules\n"
+        "names = [w.name for w in hpcjobs_profile.hpcjobs_wrappers()]\n"
+        "from hpcjobs_profile.wrappers import ProfileSettings, NsysSettings\n"
+        "print(json.dumps([loaded, names, ProfileSettings.__pydantic_complete__, NsysSettings.__pydantic_complete__, "
+        "hpcjobs_profile.ProfileSettings is ProfileSettings]))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [False, ["nsys", "perf-stat", "strace"], False, False, True]
+    from hpcjobs_profile.wrappers import ProfileSettings
+
+    assert ProfileSettings.model_validate({"perf": {"events": ["task-clock"]}}).perf.events == ["task-clock"]

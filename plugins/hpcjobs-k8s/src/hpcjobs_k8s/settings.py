@@ -18,7 +18,8 @@ RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validators built on first use: loading the plugin (every render and submit) builds none
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _name(value: str | None, pattern: re.Pattern[str], what: str) -> str | None:
