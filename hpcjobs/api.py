@@ -48,11 +48,14 @@ class ContainerJob(JobSpec):
         overrides: Mapping[str, Any] | None = None,
         *,
         explain: bool = False,
+        cwd: str | os.PathLike[str] | None = None,
     ) -> str:
-        """The sbatch script, as it would be submitted (image references are not converted here)."""
+        """The sbatch script, as it would be submitted (image references are not converted here).
+        ``cwd``: where it would be submitted from (default: here), for --explain's "Where output goes"."""
         from hpcjobs.render import render
 
-        return render(self.resolve(site, overrides), explain=explain)
+        job_dir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
+        return render(self.resolve(site, overrides), explain=explain, job_dir=job_dir if explain else None)
 
     def submit(
         self,
@@ -68,11 +71,12 @@ class ContainerJob(JobSpec):
         from hpcjobs.schedulers import get_scheduler
 
         sched = scheduler or get_scheduler(runner)
-        job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched)
+        job_dir = os.path.abspath(os.fspath(cwd)) if cwd is not None else os.getcwd()
+        job = prepare(self, load_site_arg(site), overrides, runner=runner, scheduler=sched, job_dir=job_dir)
         from hpcjobs.launchers.binding import warn_binding
 
         warn_binding(job, sched, runner)
-        job_id = sched.submit(render(job), cwd=os.fspath(cwd) if cwd is not None else None)
+        job_id = sched.submit(render(job), cwd=job_dir)
         return Job(job_id, sched)
 
     def map(
@@ -109,13 +113,19 @@ def prepare(
     *,
     runner: Runner | None = None,
     scheduler: Scheduler | None = None,
+    job_dir: str | None = None,
 ) -> ResolvedJob:
-    """resolve → host checks → image preparation (the runtime plugin's): everything before render."""
+    """resolve → host checks → image preparation (the runtime plugin's): everything before render.
+    ``job_dir``: where the job will start (checked by :func:`hpcjobs.outputs.check_job_dir`)."""
     from hpcjobs.mpi.check import preflight
     from hpcjobs.preflight import check_bind_realpaths, check_bind_sources
     from hpcjobs.resolve import resolve
 
     job = resolve(spec, site, overrides)
+    if job_dir is not None:
+        from hpcjobs.outputs import check_job_dir
+
+        check_job_dir(job, job_dir, os.path.isdir)
     check_bind_sources(job)
     check_bind_realpaths(job, site.policy)
     job = prepare_image(job, site, runner=runner, scheduler=scheduler)

@@ -233,7 +233,7 @@ def render(
         click.echo(render_first_array(merged, job, points, sweep_spec.dir, explain=explain, environ=os.environ),
                    nl=False)  # fmt: skip
         return
-    click.echo(render_script(job, explain=explain, environ=os.environ), nl=False)
+    click.echo(render_script(job, explain=explain, environ=os.environ, job_dir=os.getcwd()), nl=False)
     if explain:
         from hpcjobs.launchers.binding import check_binding
 

@@ -81,7 +81,7 @@ def render_first_array(
     click.echo(f"hpcjobs: sweep of {len(points)} points in {len(plans)} array(s); the first one follows "
                "(the others differ only in --array and their first point)", err=True)  # fmt: skip
     return array_script(job, base, name, plans[0], attempt=0, throttle=job.array_throttle, explain=explain,
-                        environ=environ)  # fmt: skip
+                        environ=environ, job_dir=os.getcwd())  # fmt: skip
 
 
 @click.group()

@@ -39,6 +39,15 @@ def build_plan(job: ResolvedJob) -> LaunchPlan:
     return plan
 
 
+def starts_in_job_dir(job: ResolvedJob) -> bool | None:
+    """Whether the job's runtime, with no workdir, runs the program in the job directory mounted at
+    its own path (:mod:`hpcjobs.outputs`); None: the runtime does not say (the method is optional)."""
+    from hpcjobs import plugins
+
+    answer = getattr(plugins.get_runtime(job.runtime), "starts_in_job_dir", None)
+    return bool(answer(job)) if callable(answer) else None
+
+
 def _check_launcher_options(job: ResolvedJob, launcher: Launcher | None) -> None:
     """resolve checked the options for the launcher that serves ``mpi``; a ResolvedJob may be built by
     hand, and the launcher that takes the job may be another: never pass one on unchecked."""

@@ -33,24 +33,41 @@ def render(
     environ: Iterable[str] = (),
     task_lines: Sequence[str] = (),
     task_args: str | None = None,
+    job_dir: str | None = None,
 ) -> str:
     """The sbatch script for ``job``: its launch plan (:func:`hpcjobs.plan.build_plan`), serialized.
 
     A sweep's per-task part: ``task_lines`` (bash its maker quoted with :func:`sh_quote`) run after
     the environment, and ``task_args`` (one bash word list, ``"${arr[@]}"``) ends the command.
+    ``job_dir``: the directory the job will start in, for --explain's "Where output goes".
     """
     from hpcjobs.plan import build_plan
 
     plan = build_plan(job)
     plan.epilogue += [ScriptLine(code=line) for line in task_lines]
-    return render_plan(plan, explain=explain, environ=environ, task_args=task_args)
+    notes = output_notes(job, job_dir) if explain else ()
+    return render_plan(plan, explain=explain, environ=environ, task_args=task_args, notes=notes)
+
+
+def output_notes(job: ResolvedJob, job_dir: str | None) -> list[str]:
+    """--explain's "Where output goes" lines (:mod:`hpcjobs.outputs`) for ``job``."""
+    from hpcjobs.outputs import where_output_goes
+    from hpcjobs.plan import starts_in_job_dir
+
+    return where_output_goes(job, job_dir, starts_in_job_dir=starts_in_job_dir(job))
 
 
 def render_plan(
-    plan: LaunchPlan, *, explain: bool = False, environ: Iterable[str] = (), task_args: str | None = None
+    plan: LaunchPlan,
+    *,
+    explain: bool = False,
+    environ: Iterable[str] = (),
+    task_args: str | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The script for ``plan``. With ``explain``, each line and command word says where it came from,
-    and which of the variable names in ``environ`` (the submitting environment) sbatch will not see.
+    which of the variable names in ``environ`` (the submitting environment) sbatch will not see,
+    and the ``notes`` (comment text) after the directives.
 
     Every directive, the core's and a plugin's, is written as one option that sbatch reads back
     exactly (:func:`hpcjobs.directives.checked_directive`), or refused."""
@@ -66,6 +83,8 @@ def render_plan(
         lines += _explain_input_env(environ)
     for d in plan.directives:
         lines.append(f"#SBATCH {checked_directive(d.option, d.value)}{note(d.source)}")
+    if explain:
+        lines += [f"# {comment_text(n)}" for n in notes]
     lines.append(f"set {plan.shell_options}")
     lines += _script_lines(plan.prologue, explain)
     lines += [f"export {e.name}={sh_quote(e.value)}{note(e.source)}" for e in plan.env]

@@ -91,6 +91,14 @@ class JobSpec(StrictModel):
                 raise ValueError(f"environment variable name {key!r} is not a valid name")
         return value
 
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str | None) -> str | None:
+        # a relative one would depend on where the runtime happens to start (see hpcjobs.outputs)
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"workdir {value!r} must be an absolute path inside the container")
+        return value
+
     @field_validator("array")
     @classmethod
     def _array(cls, value: str | None) -> str | None:

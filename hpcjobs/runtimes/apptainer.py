@@ -87,6 +87,12 @@ class ApptainerRuntime:
     def mounts_host_path(self, flag: str) -> bool:
         return mounts_host_path(flag)
 
+    def starts_in_job_dir(self, job: ResolvedJob) -> bool:
+        """Without a workdir, whether the program starts in the job directory, mounted at its own
+        path: Apptainer mounts the current directory unless told not to (verified on 1.4.5:
+        ``--contain``/``--containall`` and ``--no-mount cwd`` start it in the container's $HOME)."""
+        return not any(_unmounts_cwd(flag) for flag in job.runtime_flags)
+
     def prepare_image(self, job: ResolvedJob, ctx: ImageContext) -> ResolvedJob:
         from hpcjobs.images import pin_job, prepare_job
 
@@ -152,6 +158,14 @@ class ApptainerRuntime:
             field = "entrypoint + command" if job.mode == "exec" else "command"
             out.append(w(job.args, f"{field}: {job.source('entry')}", "program" if job.mode == "exec" else "arguments"))
         return out
+
+
+def _unmounts_cwd(flag: str) -> bool:
+    if flag.startswith("--"):
+        name, _, value = flag[2:].partition("=")
+        return name in ("contain", "containall") or (name == "no-mount" and "cwd" in value.split(","))
+    letters = re.match(r"-([A-Za-z]*)", flag)
+    return bool(letters and set(letters.group(1)) & {"c", "C"})
 
 
 def _mode_note(job: ResolvedJob) -> str:

@@ -2,7 +2,9 @@
 importable pyslurm matching the cluster's Slurm is installed).
 
 ``HPCJOBS_SCHEDULER=cli|pyslurm`` (or ``prefer=``) forces one; ``auto`` (the default) picks
-pyslurm only when it is usable, else the CLI. Importing this package never imports pyslurm.
+pyslurm only when it is usable, else the CLI, and makes that choice only when the first status,
+wait, cancel or log-path query needs it (:class:`~hpcjobs.schedulers.auto.AutoScheduler`).
+Importing this package never imports pyslurm.
 
 Both backends submit through ``sbatch``, the reference parser of the ``#SBATCH`` lines ``render``
 writes, so installing pyslurm can never change what a submission does; the pyslurm backend answers
@@ -11,72 +13,36 @@ status, wait, cancel and log-path queries in-process (see :mod:`.pyslurm_backend
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
-from hpcjobs.errors import BackendUnavailable, ConfigError, HpcjobsError
-from hpcjobs.log import get_logger
+from hpcjobs.errors import BackendUnavailable
 from hpcjobs.runner import Runner
+from hpcjobs.schedulers.auto import AutoScheduler
 from hpcjobs.schedulers.base import JobStatus, Scheduler
+from hpcjobs.schedulers.choice import ENV_VAR, decide, log_choice, roles, wanted
 from hpcjobs.schedulers.slurm_cli import SlurmCli
 from hpcjobs.schedulers.states import JobState
-
-ENV_VAR = "HPCJOBS_SCHEDULER"
-_ALIASES = {
-    "cli": "cli", "slurm-cli": "cli", "slurm_cli": "cli", "pyslurm": "pyslurm", "auto": "auto", "": "auto",
-}  # fmt: skip
-
-
-def _wanted(prefer: str | None) -> tuple[str, str]:
-    """(cli|pyslurm|auto, where the choice came from)."""
-    if prefer is not None:
-        value, source = prefer, f"prefer={prefer!r}"
-    else:
-        value = os.environ.get(ENV_VAR, "")
-        source = f"{ENV_VAR}={value}"
-    choice = _ALIASES.get(value.strip().lower())
-    if choice is None:
-        raise ConfigError(f"{source}: unknown scheduler backend (use cli, pyslurm or auto)")
-    return choice, source
 
 
 def _choose(runner: Runner | None, prefer: str | None) -> tuple[str, str]:
     """(cli|pyslurm, why). Raises BackendUnavailable when pyslurm is forced but unusable."""
-    choice, source = _wanted(prefer)
-    if choice == "cli":
-        return "cli", f"forced by {source}"
-    try:
-        present = importlib.util.find_spec("pyslurm") is not None
-    except (ImportError, ValueError):
-        present = False
-    if present:
-        from hpcjobs.schedulers.pyslurm_backend import pyslurm_usable
-
-        try:
-            version: str | None = SlurmCli(runner, retries=0).cluster_version()
-        except HpcjobsError:
-            version = None
-        usable, why = pyslurm_usable(version)
-    else:
-        usable, why = False, "pyslurm not importable"
-    if choice == "pyslurm":
-        if not usable:
-            raise BackendUnavailable(f"pyslurm backend requested ({source}) but unusable: {why}")
-        return "pyslurm", f"{why}; forced by {source}"
-    return ("pyslurm", why) if usable else ("cli", why)
+    return decide(runner, *wanted(prefer))
 
 
 def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Scheduler:
     """The scheduler to use: pyslurm when usable and matching Slurm, else the Slurm CLI.
 
     ``prefer`` (``cli``, ``pyslurm``, ``auto``) beats the ``HPCJOBS_SCHEDULER`` environment
-    variable; a forced but unusable pyslurm raises BackendUnavailable saying why. A missing
-    or broken pyslurm never breaks the automatic choice.
+    variable, which is read here. ``auto`` (the default) gives an :class:`AutoScheduler`: it
+    submits through ``sbatch`` at once and chooses the backend for status/wait/cancel/logs on
+    the first such query, so a plain submission never runs ``sinfo --version`` nor imports
+    pyslurm. A forced choice is made here: ``cli`` costs nothing, and a forced but unusable
+    pyslurm raises BackendUnavailable saying why before anything is submitted. A missing or
+    broken pyslurm never breaks the automatic choice.
     """
-    kind, why = _choose(runner, prefer)
-    submit, queries = roles(kind)
-    get_logger("hpcjobs.schedulers").info("scheduler.backend", backend=kind, submit=submit, queries=queries,
-                                          why=why)  # fmt: skip
+    choice, source = wanted(prefer)
+    if choice == "auto":
+        return AutoScheduler(runner, source=source)
+    kind, why = decide(runner, choice, source)
+    log_choice(kind, why)
     if kind == "pyslurm":
         from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend
 
@@ -85,21 +51,15 @@ def get_scheduler(runner: Runner | None = None, prefer: str | None = None) -> Sc
 
 
 def choose_backend(runner: Runner | None = None, prefer: str | None = None) -> tuple[str, str]:
-    """(``cli`` | ``pyslurm``, why): the choice :func:`get_scheduler` makes, without building it."""
+    """(``cli`` | ``pyslurm``, why): the choice :func:`get_scheduler`'s scheduler makes for its
+    queries, made now (a ``sinfo --version`` and ``import pyslurm`` where pyslurm is installed)."""
     return _choose(runner, prefer)
 
 
-def roles(kind: str) -> tuple[str, str]:
-    """(what submits, what answers status/wait/cancel/logs) for a backend kind."""
-    if kind == "pyslurm":
-        return "sbatch", "pyslurm"
-    return "sbatch", "squeue/sacct/scancel/scontrol"
-
-
 def describe_backend(runner: Runner | None = None, prefer: str | None = None) -> str:
-    """One line naming the backend :func:`get_scheduler` picks, what does what, and why, e.g.
-    ``slurm-cli: submit via sbatch, status/wait/cancel/logs via squeue/sacct/scancel/scontrol
-    (pyslurm not importable)``."""
+    """One line naming the backend :func:`get_scheduler`'s scheduler queries through, what does
+    what, and why (the choice is made now), e.g. ``slurm-cli: submit via sbatch,
+    status/wait/cancel/logs via squeue/sacct/scancel/scontrol (pyslurm not importable)``."""
     try:
         kind, why = _choose(runner, prefer)
     except BackendUnavailable as exc:
@@ -111,6 +71,7 @@ def describe_backend(runner: Runner | None = None, prefer: str | None = None) ->
 
 __all__ = [
     "ENV_VAR",
+    "AutoScheduler",
     "BackendUnavailable",
     "JobState",
     "JobStatus",

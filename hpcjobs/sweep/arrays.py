@@ -114,8 +114,9 @@ def array_script(
     job: ResolvedJob, directory: Path, sweep_id: str, plan: ArrayPlan, *, attempt: int, throttle: int | None,
     explain: bool = False,
     environ: Iterable[str] = (),
+    job_dir: str | None = None,
 ) -> str:
-    """The batch script of one array of a sweep (pure)."""
+    """The batch script of one array of a sweep (pure); ``job_dir``: where it will start, for --explain."""
     from hpcjobs.render import render
 
     what = f"points {plan.start}…{plan.start + plan.count - 1}" if plan.start is not None else "failed points"
@@ -138,7 +139,8 @@ def array_script(
         provenance=provenance,
     )
     lines = task_lines(str(directory), sweep_id, attempt, start=plan.start, points=plan.points)
-    return render(array_job, explain=explain, environ=environ, task_lines=lines, task_args=ARGS_WORD)
+    return render(array_job, explain=explain, environ=environ, task_lines=lines, task_args=ARGS_WORD,
+                  job_dir=job_dir)
 
 
 

@@ -39,6 +39,8 @@ def test_api_submit_wait_logs(cluster: Cluster, job_dir: Path, backend: str) -> 
     handle = job.submit(SITE, cwd=job_dir)
     st = handle.wait(poll_s=0.2, timeout_s=120)
     assert st.state is JobState.COMPLETED and st.exit_code == 0
+    # the backend that answered the wait: real pyslurm in the pyslurm leg, chosen at the wait
+    assert handle.scheduler.name == ("pyslurm" if backend == "pyslurm" else "slurm-cli")
     assert "entry: api\nentry: two words\n" in handle.logs()
     assert handle.log_path() == str(job_dir / f"hpcjobs-tiny-{handle.job_id}.out")
 
@@ -189,6 +191,10 @@ def test_array_output_patterns_logs_and_backend_event(cluster: Cluster, job_dir:
         f"image: {cluster.image('tiny_sif')}\nname: 'arr #1'\narray: '0-1'\noutput: '%x-%A_%a.out'\n"
         "entrypoint: [/bin/sh, -c, 'echo task=$SLURM_ARRAY_TASK_ID name=$SLURM_JOB_NAME']\n"
     )
+    plain = cli("-v", "submit", "job.yaml", cwd=job_dir)
+    assert plain.returncode == 0, plain.stderr
+    # with auto, a submission alone chooses no query backend (no sinfo, no pyslurm import)
+    assert ("scheduler.backend" in plain.stderr) is (backend == "cli"), plain.stderr
     r = cli("-v", "submit", "job.yaml", "--wait", "--json", "--poll-s", "0.2", cwd=job_dir)
     assert r.returncode == 0, r.stderr
     job_id = json.loads(r.stdout)["job_id"]

@@ -8,6 +8,7 @@ temporary directory, and everything a test submits is cancelled when it ends.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -317,10 +318,21 @@ def test_controller_down_reads_the_same_through_both_backends(
     assert "Unable to contact slurm controller" in r.stdout
 
 
-def test_backend_selection_on_the_dev_cluster(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_selection_on_the_dev_cluster(cluster: Cluster, job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto submits without choosing; the first query chooses (pyslurm where it is installed and
+    matches) and that backend answers."""
     monkeypatch.delenv("HPCJOBS_SCHEDULER", raising=False)
     sched = get_scheduler()
+    job_id = sched.submit(script("true", "-H"), cwd=str(job_dir))
+    try:
+        assert sched.name == "auto"  # a submission chooses nothing
+        st = sched.status([job_id])[job_id]
+        assert st.state is JobState.PENDING and st.reason == "JobHeldUser"
+    finally:
+        SlurmCli().cancel([job_id])
     assert sched.name in ("slurm-cli", "pyslurm")
+    if importlib.util.find_spec("pyslurm") is not None:  # real pyslurm (scripts/pyslurm-wheel) matches
+        assert sched.name == "pyslurm"
     line = describe_backend()
     assert line.startswith(sched.name) and "\n" not in line
     assert re.fullmatch(r"\d+\.\d+\.\d+", sched.cluster_version())

@@ -273,7 +273,8 @@ def test_user_cli_sweep_cancel_and_list(cluster: Cluster, job_dir: Path, user_cl
     sweep_id = json.loads(r.stdout)["sweep_id"]
     assert (job_dir / "mine" / "sweep.json").is_file()
     kept = Path(os.path.expanduser(f"~{cluster.test_user}")) / ".cache" / "hpcjobs" / "limits"
-    (limits_file,) = kept.glob("*.json")  # MaxArraySize/MaxJobCount kept for the next sweep, private
+    # MaxArraySize/MaxJobCount kept for the next sweep, private (other values live in a folder beside it)
+    limits_file = kept / f"{cluster.info['cluster_name']}.json"
     assert limits_file.stat().st_uid == pwd.getpwnam(cluster.test_user).pw_uid
     assert not limits_file.stat().st_mode & 0o022
     assert json.loads(limits_file.read_text())["max_job_count"] == SlurmCli().array_limits().max_job_count

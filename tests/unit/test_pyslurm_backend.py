@@ -7,6 +7,7 @@ cluster tests run every scheduler test through real pyslurm too.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,7 @@ from hpcjobs.errors import (
     SchedulerError,
 )
 from hpcjobs.runner import Call, Completed, RecordingRunner
-from hpcjobs.schedulers import describe_backend, get_scheduler
+from hpcjobs.schedulers import AutoScheduler, Scheduler, describe_backend, get_scheduler
 from hpcjobs.schedulers.pyslurm_backend import PyslurmBackend, expand_task_ranges, pyslurm_usable
 from hpcjobs.schedulers.slurm_cli import SEP, SlurmCli
 from hpcjobs.schedulers.states import JobState
@@ -103,7 +104,7 @@ def test_pyslurm_failing_at_import_is_not_usable(monkeypatch: pytest.MonkeyPatch
     usable, why = pyslurm_usable("22.05.8")
     assert not usable
     assert "RuntimeError" in why and "version mismatch" in why
-    assert get_scheduler(VersionRunner()).name == "slurm-cli"  # and selection survives it
+    assert auto(get_scheduler(VersionRunner())).backend.name == "slurm-cli"  # and selection survives it
     monkeypatch.delitem(sys.modules, "pyslurm", raising=False)
 
 
@@ -121,10 +122,16 @@ def test_unknown_slurm_version_is_not_usable(fake_pyslurm: FakePyslurm) -> None:
 # ------------------------------------------------------------------------------------ selection
 
 
+def auto(sched: Scheduler) -> AutoScheduler:
+    """The scheduler ``auto`` gives, with its query backend not chosen yet."""
+    assert isinstance(sched, AutoScheduler), sched
+    return sched
+
+
 def test_get_scheduler_without_pyslurm_is_the_cli_and_cheap(no_pyslurm: None) -> None:
     runner = VersionRunner()
     sched = get_scheduler(runner)
-    assert isinstance(sched, SlurmCli)
+    assert isinstance(auto(sched).backend, SlurmCli)
     assert runner.calls == []  # no pyslurm: not even sinfo --version
     assert describe_backend(runner) == f"slurm-cli: submit via sbatch, {CLI_QUERIES} (pyslurm not importable)"
 
@@ -132,7 +139,7 @@ def test_get_scheduler_without_pyslurm_is_the_cli_and_cheap(no_pyslurm: None) ->
 def test_get_scheduler_with_matching_pyslurm(fake_pyslurm: FakePyslurm) -> None:
     runner = VersionRunner("slurm-wlm 22.05.8")
     sched = get_scheduler(runner)
-    assert isinstance(sched, PyslurmBackend)
+    assert isinstance(auto(sched).backend, PyslurmBackend)
     assert sched.name == "pyslurm"
     assert describe_backend(runner) == (
         "pyslurm: submit via sbatch, status/wait/cancel/logs via pyslurm (pyslurm 22.5.3 matches Slurm 22.05.8)"
@@ -142,7 +149,7 @@ def test_get_scheduler_with_matching_pyslurm(fake_pyslurm: FakePyslurm) -> None:
 def test_get_scheduler_with_mismatched_pyslurm(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch, make_fake_pyslurm("25.11.2"))
     runner = VersionRunner("slurm-wlm 22.05.8")
-    assert isinstance(get_scheduler(runner), SlurmCli)
+    assert isinstance(auto(get_scheduler(runner)).backend, SlurmCli)
     line = describe_backend(runner)
     assert line.startswith(f"slurm-cli: submit via sbatch, {CLI_QUERIES} (pyslurm 25.11.2 does not match Slurm 22.05.8")
     assert "\n" not in line
@@ -154,7 +161,7 @@ def test_get_scheduler_when_sinfo_is_missing(fake_pyslurm: FakePyslurm) -> None:
     def runner(argv: Sequence[str], **kw: Any) -> Completed:
         raise RunnerError("sinfo: program not found on PATH")
 
-    assert isinstance(get_scheduler(runner), SlurmCli)
+    assert isinstance(auto(get_scheduler(runner)).backend, SlurmCli)
     assert "Slurm version is unknown" in describe_backend(runner)
 
 
@@ -192,6 +199,127 @@ def test_bad_backend_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCJOBS_SCHEDULER", "slurmrestd")
     with pytest.raises(ConfigError, match="HPCJOBS_SCHEDULER=slurmrestd"):
         get_scheduler(VersionRunner())
+
+
+def backend_events(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "scheduler.backend" in r.getMessage()]
+
+
+def test_auto_submits_without_choosing_and_the_first_query_chooses_pyslurm(
+    fake_pyslurm: FakePyslurm, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="hpcjobs")
+    job_id = fake_pyslurm.sbatch(workdir=str(tmp_path))
+    runner = VersionRunner(answers={"sbatch": sbatch_ok(str(job_id))})
+    sched = auto(get_scheduler(runner))
+    assert sched.submit("#!/bin/bash\nexit 3\n", cwd=str(tmp_path)) == str(job_id)
+    assert [c.argv[0] for c in runner.calls] == ["sbatch"]  # no sinfo --version for a submission
+    assert sched.chosen is None and backend_events(caplog) == []
+    fake_pyslurm.finish(job_id, 3)
+    st = sched.wait([str(job_id)], poll_s=0.01, timeout_s=5)[str(job_id)]
+    assert (st.state, st.exit_code) == (JobState.FAILED, 3)
+    assert [c.argv for c in runner.calls[1:]] == [("sinfo", "--version")]  # the wait itself: no process
+    chosen = sched.chosen
+    assert chosen is not None and chosen[0] == "pyslurm" and "matches Slurm 22.05.8" in chosen[1]
+    assert isinstance(sched.backend, PyslurmBackend) and sched.backend.cli is sched.cli
+    (event,) = backend_events(caplog)
+    assert "backend='pyslurm'" in event and "queries='pyslurm'" in event and "submit='sbatch'" in event
+    assert sched.status([str(job_id)])[str(job_id)].state is JobState.FAILED
+    assert len(runner.calls) == 2 and len(backend_events(caplog)) == 1  # chosen once, then kept
+
+
+def test_auto_with_mismatched_pyslurm_queries_through_the_cli(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="hpcjobs")
+    install(monkeypatch, make_fake_pyslurm("25.11.2"))
+    runner = VersionRunner(answers={"sbatch": sbatch_ok("51"), "scancel": Completed(("scancel",), 0, "", "")})
+    sched = auto(get_scheduler(runner))
+    sched.submit("#!/bin/bash\ntrue\n")
+    assert sched.chosen is None and sched.name == "auto"
+    sched.cancel(["51"])
+    assert [c.argv[0] for c in runner.calls] == ["sbatch", "sinfo", "scancel"]
+    assert sched.backend is sched.cli and sched.name == "slurm-cli"
+    (event,) = backend_events(caplog)
+    assert "backend='cli'" in event and "does not match Slurm 22.05.8" in event
+
+
+def test_forced_unusable_pyslurm_fails_before_anything_is_submitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit request is checked when the scheduler is asked for: no job is submitted that the
+    requested backend could then not follow."""
+    install(monkeypatch, make_fake_pyslurm("25.11.2"))
+    monkeypatch.setenv("HPCJOBS_SCHEDULER", "pyslurm")
+    runner = VersionRunner()
+    with pytest.raises(BackendUnavailable) as info:
+        get_scheduler(runner)
+    assert [c.argv for c in runner.calls] == [("sinfo", "--version")]  # no sbatch
+    assert "\n" not in str(info.value) and "HPCJOBS_SCHEDULER=pyslurm" in str(info.value)
+
+
+def test_the_environment_is_read_when_the_scheduler_is_made(fake_pyslurm: FakePyslurm, tmp_path: Path) -> None:
+    sched = auto(get_scheduler(VersionRunner()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HPCJOBS_SCHEDULER", "cli")  # too late: this scheduler was made for auto
+        assert sched.name == "auto"
+        assert sched.backend.name == sched.name == "pyslurm"
+
+
+_FRESH_PROCESS = """
+import sys
+from hpcjobs.runner import Completed, RecordingRunner
+from hpcjobs.schedulers import get_scheduler
+
+def answer(call):
+    if call.argv[0] == "sbatch":
+        return Completed(call.argv, 0, "77\\n", "")
+    if call.argv == ("sinfo", "--version"):
+        return Completed(call.argv, 0, "slurm-wlm 22.05.8\\n", "")
+    if call.argv[0] == "scancel":
+        return Completed(call.argv, 0, "", "")
+    raise AssertionError(call.argv)
+
+runner = RecordingRunner(answer=answer)
+sched = get_scheduler(runner)
+job_id = sched.submit("#!/bin/bash\\ntrue\\n")
+print(job_id, [c.argv[0] for c in runner.calls], "pyslurm" in sys.modules)
+sched.cancel([job_id + "_1"])  # a task id: scancel, through either backend
+print(sched.name, [c.argv[0] for c in runner.calls], "pyslurm" in sys.modules)
+"""
+
+_MATCHING_PYSLURM = """
+__version__ = "22.5.3"
+class RPCError(Exception):
+    pass
+class Job:
+    def __init__(self, job_id):
+        self.id = job_id
+    @staticmethod
+    def load(job_id):
+        raise RPCError("Invalid job id")
+    def cancel(self):
+        pass
+class Jobs(dict):
+    @staticmethod
+    def load():
+        return Jobs()
+"""
+
+
+def test_a_submission_imports_no_pyslurm_in_a_fresh_process(tmp_path: Path) -> None:
+    """With a matching pyslurm installed, a submission neither imports it nor runs ``sinfo``;
+    the first query does both, once."""
+    (tmp_path / "pyslurm").mkdir()
+    (tmp_path / "pyslurm" / "__init__.py").write_text(_MATCHING_PYSLURM)
+    root = Path(schedulers.__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "HPCJOBS_SCHEDULER"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(root)])
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS], capture_output=True, text=True, cwd=root,
+                         env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "77 ['sbatch'] False",
+        "pyslurm ['sbatch', 'sinfo', 'scancel'] True",
+    ]
 
 
 def test_importing_schedulers_does_not_import_pyslurm() -> None:

@@ -26,6 +26,7 @@ from tests.shellcheck import assert_shellcheck_clean
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "explain"
 SITE = load_site(GOLDEN / "site.yaml")
 REGEN = "HPCJOBS_REGEN_GOLDEN=1 pytest tests/unit/test_site_explain.py"
+JOB_DIR = "/home/user/project"  # where the explained job would be submitted from
 
 # name → (job fields, CLI overrides)
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -49,6 +50,11 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
          "array": "0-3%2",
          "workdir": "/data"},
     ),
+    "workdir_on_bind": (
+        {"image": "/images/tool.sif", "binds": ["/scratch/me/run 1:/data", "results:/data/out"],
+         "workdir": "/data/out/today", "output": "/var/log/jobs/%x-%j.log", "command": ["simulate"]},
+        {},
+    ),
     "legacy_singularity": (
         {"image": "/images/old.sif", "partition": "legacy", "name": "old job", "output": "logs/%x-%j.out",
          "entrypoint": ["/bin/sh", "-c", "echo $HOME; ls 'a b'"]},
@@ -69,7 +75,7 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 def explained(case: str) -> tuple[str, str, ResolvedJob]:
     fields, cli = CASES[case]
     job = resolve(JobSpec.model_validate(fields), SITE, cli)
-    return render(job, explain=True), render(job), job
+    return render(job, explain=True, job_dir=JOB_DIR), render(job), job
 
 
 def normalised(script: str) -> str:

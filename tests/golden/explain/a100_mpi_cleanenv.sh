@@ -20,6 +20,10 @@
 #SBATCH --mail-type=FAIL  # <- site defaults (sbatch)
 #SBATCH --exclusive  # <- partition a100 (sbatch)
 #SBATCH --constraint=nvlink  # <- job spec (extra_sbatch)
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: /home/user/project  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): /home/user/project/hpcjobs-%x-%j.out  <- output: built-in default (relative to the job directory)
+#   program runs in: /home/user/project, the job directory, which apptainer mounts at its own path: files it writes to relative paths land there, on the host
 set -eo pipefail
 export PMIX_MCA_gds=hash  # <- site defaults (mpi.env: 16 tasks)
 export APPTAINERENV_SITE_VAR='site value'  # <- site defaults (env)

@@ -16,6 +16,11 @@
 #SBATCH --qos=debug  # <- CLI override (--set)
 #SBATCH --output=hpcjobs-%x-%A_%a.out  # <- built-in default
 #SBATCH --mail-type=FAIL  # <- site defaults (sbatch)
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: /home/user/project  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): /home/user/project/hpcjobs-%x-%A_%a.out  <- output: built-in default (relative to the job directory)
+#   program runs in: /data inside the container  <- workdir: CLI override (--set)
+#     = host /data (bind /data:/data:ro <- CLI override (--set)): read-only, the program cannot write files there
 set -eo pipefail
 export APPTAINERENV_SITE_VAR='site value'  # <- site defaults (env)
 export APPTAINERENV_SHARED='from site'  # <- site defaults (env)

@@ -14,6 +14,10 @@
 #SBATCH --time=30  # <- site defaults
 #SBATCH --output=hpcjobs-%x-%j.out  # <- built-in default
 #SBATCH --mail-type=FAIL  # <- site defaults (sbatch)
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: /home/user/project  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): /home/user/project/hpcjobs-%x-%j.out  <- output: built-in default (relative to the job directory)
+#   program runs in: /home/user/project, the job directory, which apptainer mounts at its own path: files it writes to relative paths land there, on the host
 set -eo pipefail
 export APPTAINERENV_SITE_VAR='site value'  # <- site defaults (env)
 export APPTAINERENV_SHARED='from site'  # <- site defaults (env)

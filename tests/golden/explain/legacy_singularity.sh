@@ -14,6 +14,10 @@
 #SBATCH --time=30  # <- site defaults
 #SBATCH --output=logs/%x-%j.out  # <- job spec
 #SBATCH --mail-type=FAIL  # <- site defaults (sbatch)
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: /home/user/project  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): /home/user/project/logs/%x-%j.out  <- output: job spec (relative to the job directory)
+#   program runs in: /home/user/project, the job directory, which singularity mounts at its own path: files it writes to relative paths land there, on the host
 set -eo pipefail
 export SINGULARITYENV_SITE_VAR='site value'  # <- site defaults (env)
 export SINGULARITYENV_SHARED='from site'  # <- site defaults (env)

@@ -16,6 +16,10 @@
 #SBATCH --gres=gpu:4  # <- gpus: job spec; --gres: partition cdi
 #SBATCH --time=30  # <- site defaults
 #SBATCH --output=hpcjobs-%x-%j.out  # <- built-in default
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: <the directory hpcjobs submit runs in>  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): <the directory hpcjobs submit runs in>/hpcjobs-%x-%j.out  <- output: built-in default (relative to the job directory)
+#   program runs in: the image's own working directory (podman does not start it in the job directory): files written there do not reach the host unless a bind holds it
 set -eo pipefail
 # podman: every container starts with a clean environment (the image's ENV, the job's env and the forwarded launch variables); cleanenv changes nothing
 # The command, word by word (<- where each part came from):

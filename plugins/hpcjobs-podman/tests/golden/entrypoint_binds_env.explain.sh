@@ -13,6 +13,11 @@
 #SBATCH --ntasks=1  # <- built-in default
 #SBATCH --time=30  # <- site defaults
 #SBATCH --output=hpcjobs-%x-%j.out  # <- built-in default
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: <the directory hpcjobs submit runs in>  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): <the directory hpcjobs submit runs in>/hpcjobs-%x-%j.out  <- output: built-in default (relative to the job directory)
+#   program runs in: /work inside the container  <- workdir: job spec
+#     = host /scratch/my: run (bind /scratch/my: run:/work:rw <- job spec): files it writes to relative paths land there
 set -eo pipefail
 # podman: every container starts with a clean environment (the image's ENV, the job's env and the forwarded launch variables); cleanenv changes nothing
 # The command, word by word (<- where each part came from):

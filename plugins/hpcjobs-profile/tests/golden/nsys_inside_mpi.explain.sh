@@ -14,6 +14,10 @@
 #SBATCH --gpus=2  # <- gpus: job spec; --gpus: partition gpu
 #SBATCH --time=30  # <- site defaults
 #SBATCH --output=hpcjobs-%x-%j.out  # <- built-in default
+# Where output goes (user guide: 'Where output goes'):
+#   job starts in: <the directory hpcjobs submit runs in>  <- the job directory (sbatch --chdir): where hpcjobs submit runs; the API's cwd=
+#   Slurm log (stdout and stderr): <the directory hpcjobs submit runs in>/hpcjobs-%x-%j.out  <- output: built-in default (relative to the job directory)
+#   program runs in: <the directory hpcjobs submit runs in>, the job directory, which apptainer mounts at its own path: files it writes to relative paths land there, on the host
 set -eo pipefail
 # The command, word by word (<- where each part came from):
 #   srun --mpi=pmix                                   <- 2 tasks, one container each; --mpi from site defaults
