@@ -216,10 +216,15 @@ def render(
             job = prepare_image(job, site, pin=True)
         except ImageError as exc:  # e.g. a registry out of reach from here: still show the script
             click.echo(f"hpcjobs: warning: image not pinned ({exc}); showing the reference as written", err=True)
-    if explain:
+    if explain or job.multi_task:
         from hpcjobs.mpi.check import preflight
 
         job = preflight(job, site, refuse=False)  # the verdict submit would reach, as a header line
+        if not explain:
+            # the script shows it as a comment; say it where a preview's reader looks too
+            for verdict in job.preflight:
+                if verdict.startswith(("MPI check: refuse", "MPI check: warn")):
+                    click.echo(f"hpcjobs: warning: {verdict}", err=True)
     import os
 
     if sweep_spec is not None:

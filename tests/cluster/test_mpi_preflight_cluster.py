@@ -233,3 +233,22 @@ def test_hybrid_model_verdicts_hold_as_the_test_user(cluster: Cluster, job_dir: 
     assert r.returncode == 0, r.stdout + r.stderr
     job_id = r.stdout.split()[0]
     assert ranks((job_dir / f"hpcjobs-pf-hybrid-mpich-{job_id}.out").read_text()) == ["0 of 1", "0 of 1"]
+
+
+def test_plain_render_carries_the_verdict_submit_would_reach(cluster: Cluster, job_dir: Path, cli: Run) -> None:
+    """A preview of a job submit would refuse says so (the script's header and one stderr line), and
+    the script it prints for an accepted job is the one Slurm records, verdict line included."""
+    name = f"pf-render-{uuid.uuid4().hex[:6]}"
+    write_job(job_dir, cluster.image("mpich_sif"), name)
+    shown = cli("render", "job.yaml", cwd=job_dir)
+    assert shown.returncode == 0, shown.stderr
+    assert "# MPI check: refuse: image has MPICH " in shown.stdout
+    warned = [ln for ln in shown.stderr.splitlines() if ln.startswith("hpcjobs: warning: MPI check: refuse: ")]
+    assert len(warned) == 1 and "use mpi: pmi2" in warned[0], shown.stderr
+    write_job(job_dir, cluster.image("mpi_sif"), name)
+    ok = cli("render", "job.yaml", cwd=job_dir)
+    assert ok.returncode == 0 and "MPI check" not in ok.stderr, ok.stderr
+    verdict = [ln for ln in ok.stdout.splitlines() if ln.startswith("# MPI check: ok: image has Open MPI ")]
+    assert len(verdict) == 1, ok.stdout
+    job_id, _ = submit_wait(cli, job_dir)
+    assert verdict[0] in recorded_script(job_id).splitlines()
