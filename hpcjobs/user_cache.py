@@ -88,3 +88,28 @@ def write_private(folder: Path, path: Path, text: str) -> str | None:
     except OSError as exc:
         return f"cannot write {path} ({exc.strerror or exc}), so the cluster is asked on every call"
     return None
+
+
+def read_keyed(path: Path, key: str, field: str, max_bytes: int, max_age_s: float) -> object | None:
+    """``field`` of a record :func:`write_keyed` kept at ``path`` for ``key`` (read as :func:`read_private`
+    reads); ``None`` when there is none, it is another key's, or it is not such a record."""
+    import json
+
+    raw = read_private(path, max_bytes, max_age_s)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    value: object | None = data.get(field)
+    return value
+
+
+def write_keyed(path: Path, key: str, field: str, value: object) -> str | None:
+    """Keep ``{"key": key, field: value}`` (JSON) at ``path`` through :func:`write_private`."""
+    import json
+
+    return write_private(path.parent, path, json.dumps({"key": key, field: value}) + "\n")

@@ -13,7 +13,6 @@ their folder, younger than a day), and only when the runner asks this host.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -228,22 +227,13 @@ def _folder(env: Mapping[str, str] | None) -> Path:
 
 def _read(path: Path, key: str) -> dict[str, Any] | None:
     from hpcjobs.config.discovered import MAX_AGE_S
-    from hpcjobs.user_cache import read_private
+    from hpcjobs.user_cache import read_keyed
 
-    raw = read_private(path, 65536, MAX_AGE_S)
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("key") != key or not isinstance(data.get("value"), dict):
-        return None
-    value: dict[str, Any] = data["value"]
-    return value
+    value = read_keyed(path, key, "value", 65536, MAX_AGE_S)
+    return value if isinstance(value, dict) else None
 
 
 def _write(path: Path, key: str, value: Mapping[str, Any]) -> None:
-    from hpcjobs.user_cache import write_private
+    from hpcjobs.user_cache import write_keyed
 
-    write_private(path.parent, path, json.dumps({"key": key, "value": dict(value)}) + "\n")
+    write_keyed(path, key, "value", dict(value))

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,31 +71,19 @@ def _kept_or_probed(
     key: str, path: str, binary: str, run: Runner, runner: Runner | None, env: Mapping[str, str] | None
 ) -> ImageMpi:
     from hpcjobs.sweep.limitcache import asks_this_host
-    from hpcjobs.user_cache import read_private, write_private
+    from hpcjobs.user_cache import read_keyed, write_keyed
 
     # a fake runner's answers describe no real image: neither read nor write the user's cache then
     keep = asks_this_host(runner)
     file = kept_path(key, env)
     if keep:
-        kept = _parse(read_private(file, 65536, KEEP_S), key)
+        kept = ImageMpi.from_record(read_keyed(file, key, "mpi", 65536, KEEP_S))
         if kept is not None:
             return kept
     found = probe_image(run, binary, path)
     if keep and found.error is None:
-        write_private(file.parent, file, json.dumps({"key": key, "mpi": found.to_record()}) + "\n")
+        write_keyed(file, key, "mpi", found.to_record())
     return found
-
-
-def _parse(raw: bytes | None, key: str) -> ImageMpi | None:
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("key") != key:
-        return None
-    return ImageMpi.from_record(data.get("mpi"))
 
 
 def kept_path(key: str, env: Mapping[str, str] | None = None) -> Path:

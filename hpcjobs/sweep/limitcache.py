@@ -68,7 +68,7 @@ def cached_config_value(
     the limits file, not next to it) under the rules of :func:`cached_config_limits`."""
     from hpcjobs.config.discovered import DEFAULT_SLURM_CONF, config_key
     from hpcjobs.errors import HpcjobsError
-    from hpcjobs.user_cache import cache_root, read_private, write_private
+    from hpcjobs.user_cache import cache_root, read_keyed, write_keyed
 
     environ = os.environ if env is None else env
     if not asks_this_host(runner) or not os.access(environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF, os.R_OK):
@@ -82,15 +82,11 @@ def cached_config_value(
     from hpcjobs.config.discovered import MAX_AGE_S
 
     path = cache_root(environ) / "limits" / key.cluster / f"{name}.json"
-    raw = read_private(path, 4096, MAX_AGE_S)
-    try:
-        data = json.loads(raw) if raw is not None else None
-        if isinstance(data, dict) and data.get("key") == key.digest and isinstance(data.get("value"), str):
-            return str(data["value"])
-    except ValueError:
-        pass
+    kept = read_keyed(path, key.digest, "value", 4096, MAX_AGE_S)
+    if isinstance(kept, str):
+        return kept
     value = fetch()
-    write_private(path.parent, path, json.dumps({"key": key.digest, "value": value}) + "\n")
+    write_keyed(path, key.digest, "value", value)
     return value
 
 
