@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from hpcjobs.runner import Runner
+from hpcjobs.runner import Pending, Runner
 from hpcjobs.schedulers.base import ArrayLimits, JobStatus, Scheduler
 from hpcjobs.schedulers.choice import decide, log_choice
 from hpcjobs.schedulers.slurm_cli import SlurmCli
@@ -78,6 +78,10 @@ class AutoScheduler:
         """Through ``sbatch``, without choosing the query backend."""
         return self._cli.submit(script, cwd=cwd)
 
+    def submit_start(self, script: str, *, cwd: str | None = None) -> Pending[str]:
+        """:meth:`SlurmCli.submit_start`: sbatch begun, its job id collected later."""
+        return self._cli.submit_start(script, cwd=cwd)
+
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         return self.backend.status(job_ids)
 
@@ -108,6 +112,9 @@ class AutoScheduler:
 
     def job_records(self) -> int:
         return self._cli.job_records()
+
+    def job_records_start(self) -> Pending[int]:
+        return self._cli.job_records_start()
 
     def lookup_history(self, job_ids: Sequence[str]) -> list[JobRecord]:
         return self._cli.lookup_history(job_ids)

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from hpcjobs.errors import BackendUnavailable, ControllerUnreachable, SchedulerError
-from hpcjobs.runner import Runner
+from hpcjobs.runner import Pending, Runner
 from hpcjobs.schedulers.base import (
     ArrayLimits,
     JobRecord,
@@ -177,11 +177,18 @@ class PyslurmBackend(PollingWait):
     def job_records(self) -> int:
         return self._cli.job_records()
 
+    def job_records_start(self) -> Pending[int]:
+        return self._cli.job_records_start()
+
     def submit(self, script: str, *, cwd: str | None = None) -> str:
         """Through ``sbatch`` (:meth:`SlurmCli.submit`): the job Slurm records is the one the
         script's ``#SBATCH`` lines describe, with sbatch's environment (``SLURM_JOB_NAME``...),
         and a lost answer never submits twice."""
         return self._cli.submit(script, cwd=cwd)
+
+    def submit_start(self, script: str, *, cwd: str | None = None) -> Pending[str]:
+        """:meth:`SlurmCli.submit_start`: sbatch begun, its job id collected later."""
+        return self._cli.submit_start(script, cwd=cwd)
 
     def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         ids = check_job_ids(job_ids)

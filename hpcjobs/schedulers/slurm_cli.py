@@ -31,7 +31,8 @@ from typing import Literal
 from hpcjobs.directives import option_vars, sbatch_env
 from hpcjobs.errors import ControllerUnreachable, RunnerError, SchedulerError
 from hpcjobs.log import get_logger
-from hpcjobs.runner import Completed, Runner, default_runner
+from hpcjobs.runner import Completed, Done, Pending, Runner, Started, default_runner
+from hpcjobs.runner import start as start_call
 from hpcjobs.schedulers.base import (
     ArrayLimits,
     JobRecord,
@@ -393,6 +394,35 @@ class SlurmCli(PollingWait):
             # no answer in time: the command may have reached the controller
             return Completed(tuple(argv), -1, "", f"{argv[0]}: error: {exc} (no answer within limit)")
 
+    def _start(
+        self,
+        argv: Sequence[str],
+        *,
+        input_text: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str | None] | None = None,
+    ) -> Started:
+        """:meth:`_run` begun (:func:`hpcjobs.runner.start`); collect it with :meth:`_collect`."""
+        try:
+            if env is not None:
+                return start_call(self.runner, argv, input_text=input_text, cwd=cwd, env=env,
+                             timeout_s=self.command_timeout_s)  # fmt: skip
+            return start_call(self.runner, argv, input_text=input_text, cwd=cwd, timeout_s=self.command_timeout_s)
+        except RunnerError as exc:
+            if "not found on PATH" in str(exc):
+                raise
+            return Done(Completed(tuple(argv), -1, "", f"{argv[0]}: error: {exc} (no answer within limit)"))
+
+    @staticmethod
+    def _collect(started: Started, argv: Sequence[str]) -> Completed:
+        """The answer of ``argv``, which :meth:`_start` began, read as :meth:`_run` reads one."""
+        try:
+            return started.wait()
+        except RunnerError as exc:
+            if "not found on PATH" in str(exc):
+                raise
+            return Completed(tuple(argv), -1, "", f"{argv[0]}: error: {exc} (no answer within limit)")
+
     def _delay(self, attempt: int) -> float:
         return float(self.backoff_s * (2**attempt))
 
@@ -405,14 +435,16 @@ class SlurmCli(PollingWait):
         )
 
     def _query(
-        self, argv: Sequence[str], *, accept: Sequence[str] = (), env: Mapping[str, str | None] | None = None
+        self, argv: Sequence[str], *, accept: Sequence[str] = (), env: Mapping[str, str | None] | None = None,
+        first: Started | None = None,
     ) -> Completed:
         """Run an idempotent command (query or cancel), retrying transient controller errors.
-        A failure whose message contains one of ``accept`` is returned instead of raised."""
+        A failure whose message contains one of ``accept`` is returned instead of raised.
+        ``first``: its first attempt, already begun by :meth:`_start`."""
         start = self._clock()
         message = ""
         for attempt in range(self.retries + 1):
-            result = self._run(argv, env=env)
+            result = self._collect(first, argv) if attempt == 0 and first is not None else self._run(argv, env=env)
             if result.ok:
                 return result
             message = one_line(result)
@@ -435,6 +467,13 @@ class SlurmCli(PollingWait):
         see :func:`hpcjobs.directives.slurm_input_vars`): they would override the script's
         directives, and srun inside the job would read the ones the job inherits.
         """
+        return self.submit_start(script, cwd=cwd).result()
+
+    def submit_start(self, script: str, *, cwd: str | None = None) -> Pending[str]:
+        """:meth:`submit` begun: the first ``sbatch`` is started and this returns at once; the
+        answer's :meth:`~hpcjobs.runner.Pending.result` is the job id, after the same retries and
+        token search, or the same error. Refusals made before anything runs (a missing working
+        directory) are raised here. Always collect it: it may have submitted."""
         workdir = default_cwd(cwd)
         env = sbatch_env(os.environ)
         if env:
@@ -448,8 +487,16 @@ class SlurmCli(PollingWait):
             raise SchedulerError(f"working directory for the job does not exist: {workdir}")
         token = f"{TOKEN_PREFIX}{uuid.uuid4().hex}"
         argv = ["sbatch", "--parsable", f"--chdir={workdir}", f"--comment={token}"]
+        began = self._clock()
+        first = self._start(argv, input_text=script, cwd=workdir, env=env or None)
+        return Pending(lambda: self._submitted(first, argv, script, workdir, env or None, token, began))
+
+    def _submitted(
+        self, first: Started, argv: list[str], script: str, workdir: str, env: Mapping[str, str | None] | None,
+        token: str, start: float,
+    ) -> str:
+        """The job id of a submission :meth:`submit_start` began with ``first``."""
         maybe_sent = False  # an earlier attempt may have been accepted: look before sending again
-        start = self._clock()
         message = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -462,7 +509,10 @@ class SlurmCli(PollingWait):
                     message = check_msg
                     continue
                 maybe_sent = False
-            result = self._run(argv, input_text=script, cwd=workdir, env=env or None)
+            if attempt == 0:
+                result = self._collect(first, argv)
+            else:
+                result = self._run(argv, input_text=script, cwd=workdir, env=env)
             if result.ok:
                 return parse_sbatch_output(result.stdout)
             message = one_line(result)
@@ -673,7 +723,18 @@ class SlurmCli(PollingWait):
         whole: ``SLURM_BITSTR_LEN=0``): a third less time than ``squeue -r``'s line per task on the
         dev cluster with ~9,000 records (17-24 against 25-40 ms). A line that does not read as a
         job or such an array makes it ask ``squeue -r`` and count lines."""
-        result = self._query(["squeue", "-h", "-t", "all", "-o", "%i"], env={"SLURM_BITSTR_LEN": "0"})
+        return self.job_records_start().result()
+
+    def job_records_start(self) -> Pending[int]:
+        """:meth:`job_records` begun: its ``squeue`` started, and this returns at once (the caller
+        works while it runs, with no thread to wait for); :meth:`~hpcjobs.runner.Pending.discard`
+        ends it when the count is no longer needed."""
+        argv = ["squeue", "-h", "-t", "all", "-o", "%i"]
+        env = {"SLURM_BITSTR_LEN": "0"}
+        first = self._start(argv, env=env)
+        return Pending(lambda: self._records_counted(self._query(argv, env=env, first=first)), first.discard)
+
+    def _records_counted(self, result: Completed) -> int:
         counted = count_job_records(result.stdout)
         if counted is not None:
             return counted

@@ -14,8 +14,9 @@ from hpcjobs.sweep.script import ARGS_WORD, task_lines
 
 if TYPE_CHECKING:
     from hpcjobs.plugin_api import ResolvedJob
-    from hpcjobs.runner import Runner
+    from hpcjobs.runner import Pending, Runner
     from hpcjobs.schedulers.base import ArrayLimits, Scheduler
+    from hpcjobs.sweep.pointfile import PointWriter
 
 
 def array_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
@@ -38,6 +39,18 @@ def array_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -
 def job_records(scheduler: Scheduler, runner: Runner | None) -> int:
     """How many job records the controller holds now (counted against MaxJobCount). One Slurm query."""
     return int(_limits_backend(scheduler, runner).job_records())
+
+
+def job_records_start(scheduler: Scheduler, runner: Runner | None) -> Pending[int]:
+    """:func:`job_records` begun: its query runs while the caller works (a backend that cannot
+    begin one is asked when the answer is wanted)."""
+    from hpcjobs.runner import Pending
+
+    backend = _limits_backend(scheduler, runner)
+    begin = getattr(backend, "job_records_start", None)
+    if begin is not None:
+        return cast("Pending[int]", begin())
+    return Pending(lambda: int(backend.job_records()))
 
 
 def cluster_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
@@ -69,26 +82,71 @@ def array_scripts(record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPl
 
 def submit_arrays(
     record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPlan], *, attempt: int, scheduler: Scheduler,
-    scripts: Sequence[str] | None = None,
+    scripts: Sequence[str] | None = None, points: PointWriter | None = None,
 ) -> list[ArrayEntry]:
-    """Write and submit one script per plan (``scripts``: :func:`array_scripts`' answer, made
-    earlier); on a refusal, cancel what this call submitted."""
+    """Submit one script per plan, one ``sbatch`` at a time, in order. What an array needs on disk
+    (its script; with ``points``, the group files holding its points) is written before its
+    ``sbatch`` starts: array 0's before anything is submitted, array k+1's while ``sbatch`` for
+    array k runs. ``scripts``: :func:`array_scripts`' answer, made earlier. On a refusal, or an
+    error writing array k+1's files, the arrays this call submitted are cancelled and the error
+    says how many."""
     done: list[ArrayEntry] = []
     first = len(record.arrays)
     if scripts is None:
         scripts = array_scripts(record, job, plans, attempt=attempt)
-    for k, (plan, script) in enumerate(zip(plans, scripts, strict=True)):
-        path = record.directory / f"array-{first + k}.sh"
-        path.write_text(script, encoding="utf-8")
+
+    def ready(k: int) -> None:
+        if points is not None:
+            points.upto(plans[k].point_of(plans[k].count - 1))
+        (record.directory / f"array-{first + k}.sh").write_text(scripts[k], encoding="utf-8")
+
+    def undo(what: str, exc: BaseException) -> HpcjobsError:
+        if done:
+            scheduler.cancel([e.job_id for e in done])
+        undone = f" (cancelled the {len(done)} array(s) already submitted)" if done else ""
+        kind = type(exc) if isinstance(exc, HpcjobsError) else HpcjobsError
+        return kind(f"{what}: {exc}{undone}")
+
+    ready(0)  # an error here: nothing submitted yet
+    pending = _begin(scheduler, scripts[0], record.cwd)
+    for k, plan in enumerate(plans):
         try:
-            job_id = scheduler.submit(script, cwd=record.cwd)
+            if k + 1 < len(plans):
+                ready(k + 1)  # while sbatch runs for array k
+        except Exception as exc:
+            try:
+                done.append(ArrayEntry(pending.result(), attempt, plan))  # it may have been submitted
+            except HpcjobsError:
+                pass
+            raise undo(f"writing the files of array {k + 2} of {len(plans)} failed", exc) from exc
+        try:
+            job_id = pending.result()
         except HpcjobsError as exc:
-            if done:
-                scheduler.cancel([e.job_id for e in done])
-            undone = f" (cancelled the {len(done)} array(s) already submitted)" if done else ""
-            raise type(exc)(f"array {k + 1} of {len(plans)} refused: {exc}{undone}") from exc
+            raise undo(f"array {k + 1} of {len(plans)} refused", exc) from exc
         done.append(ArrayEntry(job_id, attempt, plan))
+        if k + 1 < len(plans):
+            pending = _begin(scheduler, scripts[k + 1], record.cwd)
     return done
+
+
+def _begin(scheduler: Scheduler, script: str, cwd: str) -> Pending[str]:
+    """The scheduler's submission of ``script``, begun where it can begin one (else made now);
+    a refusal, even one made before anything ran, comes from :meth:`Pending.result`."""
+    from hpcjobs.runner import Pending
+
+    begin = getattr(scheduler, "submit_start", None)
+    try:
+        if begin is not None:
+            return cast("Pending[str]", begin(script, cwd=cwd))
+        job_id = scheduler.submit(script, cwd=cwd)
+    except HpcjobsError as exc:
+        refused = exc
+
+        def fail() -> str:
+            raise refused
+
+        return Pending(fail)
+    return Pending.done(job_id)
 
 
 def same_but_range(rendered: ArrayPlan, script: str, plan: ArrayPlan, throttle: int | None) -> str | None:

@@ -14,7 +14,8 @@ stored as the job's runtime exports them (``APPTAINERENV_NAME``, its value escap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,78 +49,129 @@ def encode_points(points: Sequence[Point], carry: Carry) -> list[bytes]:
     return [encode_group(first, points[first : first + GROUP], carry) for first in range(0, len(points), GROUP)]
 
 
-def encode_plain(raw: Sequence[Any], prefix: str | None) -> list[bytes] | None:
-    """The groups of :func:`encode_points` for the common points (a list of strings, a dict of
-    ``args``: list of strings and ``env``: dict of strings, or a :class:`Point`), in one pass with the checks made per
-    group instead of per value: a NUL inside a value shows as one field too many, a value the
-    runtime would escape or refuse as one of :data:`~hpcjobs.sweep.envcarry.PLAIN_UNSAFE` in the
-    group's environment values. ``prefix``: the runtime's, under which a value free of those
-    travels unchanged. None (any point not plain, any doubt, or no ``prefix``): use
-    :func:`~hpcjobs.sweep.points.to_points` and :func:`encode_points`, which check each value and
-    say what is wrong. Gives exactly their bytes where it gives any (a property test)."""
+def plain_ok(raw: Sequence[Any], prefix: str | None) -> bool:
+    """Whether :func:`encode_plain_group` may encode ``raw`` unchecked: every point common (a list
+    of strings, a dict of ``args``: list of strings and ``env``: dict of strings, or a
+    :class:`Point`), every value free of NUL, every environment name valid and value free of
+    :data:`~hpcjobs.sweep.envcarry.PLAIN_UNSAFE` (what the runtime, under ``prefix``, would escape
+    or refuse). Checked per group, not per value: a NUL shows as one field too many in the joined
+    group, a non-string as ``join``'s TypeError. False (any point not plain, any doubt, or no
+    ``prefix``): use :func:`~hpcjobs.sweep.points.to_points` and :func:`encode_points`, which check
+    each value and say what is wrong. One pass without encoding: cheap enough to finish before
+    the first ``sbatch``, leaving the encoding to run beside the ``sbatch`` calls."""
     from hpcjobs.models import ENV_NAME
     from hpcjobs.sweep.envcarry import PLAIN_UNSAFE
 
     if prefix is None or not raw:
-        return None
+        return False
     names: set[str] = set()  # environment names already checked
-    out: list[bytes] = []
     for first in range(0, len(raw), GROUP):
-        fields: list[str] = []
-        starts: list[int] = []
-        values: list[str] = []
-        for k, point in enumerate(raw[first : first + GROUP], first):
+        values: list[str] = []  # every argument of the group
+        env_values: list[str] = []
+        for point in raw[first : first + GROUP]:
             kind = type(point)
             if kind is list:
-                args, env = point, None
-            elif kind is dict and point.keys() <= _PLAIN_KEYS:
+                values += point
+                continue
+            if kind is dict and point.keys() <= _PLAIN_KEYS:
                 args, env = point.get("args") or [], point.get("env") or None
                 if type(args) is not list or (env is not None and type(env) is not dict):
-                    return None
+                    return False
             elif kind is Point:  # from a job file's sweep: section (checked there; checked here again)
                 args, env = point.args, point.env or None
                 if type(args) is not tuple or (env is not None and type(env) is not dict):
-                    return None
+                    return False
             else:
-                return None
-            starts.append(len(fields))
-            fields.append(str(k))
-            fields.append(str(len(args)))
-            fields += args
+                return False
+            values += args
             if env:
-                fields.append(str(len(env)))
-                for name, value in env.items():
+                for name in env:
                     if name not in names:
                         if type(name) is not str or not ENV_NAME.match(name):
-                            return None
+                            return False
                         names.add(name)
-                    if type(value) is not str:
-                        return None
-                    values.append(value)
-                    fields.append(f"{prefix}{name}={value}")
-            else:
-                fields.append("0")
-        count = len(starts)
-        header = [str(count)] + [str(s + 1 + count) for s in starts]
+                env_values += env.values()
         try:
-            text = "\0".join(header + fields) + "\0"
+            text = "\0".join(values)
+            env_text = "\0".join(env_values)
         except TypeError:  # an argument that is not a string (a number: the careful path writes it)
-            return None
-        if text.count("\0") != len(header) + len(fields):  # a NUL inside a value
-            return None
-        if values:
-            env_text = "\0".join(values)
-            if any(c in env_text for c in PLAIN_UNSAFE):
-                return None
-        out.append(text.encode("utf-8", "surrogateescape"))
-    return out
+            return False
+        if text.count("\0") != max(len(values) - 1, 0) or env_text.count("\0") != max(len(env_values) - 1, 0):
+            return False  # a NUL inside a value
+        if any(c in env_text for c in PLAIN_UNSAFE):
+            return False
+    return True
+
+
+def encode_plain_group(raw: Sequence[Any], k: int, prefix: str) -> bytes:
+    """Group file ``k``'s bytes for points :func:`plain_ok` accepted (unchecked here): exactly
+    :func:`encode_points`' bytes for them (a property test)."""
+    fields: list[str] = []
+    starts: list[int] = []
+    first = k * GROUP
+    for i, point in enumerate(raw[first : first + GROUP], first):
+        kind = type(point)
+        if kind is list:
+            args, env = point, None
+        elif kind is dict:
+            args, env = point.get("args") or [], point.get("env") or None
+        else:
+            args, env = point.args, point.env or None
+        starts.append(len(fields))
+        fields.append(str(i))
+        fields.append(str(len(args)))
+        fields += args
+        if env:
+            fields.append(str(len(env)))
+            fields += [f"{prefix}{name}={value}" for name, value in env.items()]
+        else:
+            fields.append("0")
+    count = len(starts)
+    header = [str(count)] + [str(s + 1 + count) for s in starts]
+    return ("\0".join(header + fields) + "\0").encode("utf-8", "surrogateescape")
+
+
+def encode_plain(raw: Sequence[Any], prefix: str | None) -> list[bytes] | None:
+    """Every group of :func:`encode_points` for the common points, or None where :func:`plain_ok`
+    says no."""
+    if prefix is None or not plain_ok(raw, prefix):
+        return None
+    return [encode_plain_group(raw, k, prefix) for k in range(groups_of(len(raw)))]
+
+
+def groups_of(n_points: int) -> int:
+    return (n_points + GROUP - 1) // GROUP
+
+
+class PointWriter:
+    """Writes a new sweep's group files as its arrays need them, each whole before it is needed:
+    :meth:`upto` before the ``sbatch`` of an array whose last point is ``last``. The bytes come
+    from ``encode(k)`` (group ``k``, made then: the encoding runs beside the ``sbatch`` calls).
+    Each file is written under a temporary name and renamed, so it is there whole or not at all."""
+
+    def __init__(self, directory: Path, n_points: int, encode: Callable[[int], bytes]) -> None:
+        self.target = directory / "points"
+        self.target.mkdir(parents=True, exist_ok=True)
+        self.n_groups = groups_of(n_points)
+        self.written = 0  # groups 0 … written-1 are on disk
+        self._encode = encode
+
+    def upto(self, last: int) -> None:
+        """Every group file up to the one holding point ``last``."""
+        for k in range(self.written, min(last // GROUP + 1, self.n_groups)):
+            tmp = self.target / f".{k}.rec.tmp"
+            tmp.write_bytes(self._encode(k))
+            os.replace(tmp, self.target / f"{k}.rec")
+            self.written = k + 1
+
+    @classmethod
+    def of(cls, directory: Path, groups: Sequence[bytes]) -> PointWriter:
+        """A writer of groups already encoded (the careful path's)."""
+        return cls(directory, len(groups) * GROUP, groups.__getitem__)
 
 
 def write_points(directory: Path, groups: Sequence[bytes]) -> None:
-    target = directory / "points"
-    target.mkdir(parents=True, exist_ok=True)
-    for k, data in enumerate(groups):  # a fresh directory, read only after submission
-        (target / f"{k}.rec").write_bytes(data)
+    PointWriter.of(directory, groups).upto(len(groups) * GROUP - 1)
 
 
 def read_point(directory: Path, index: int) -> Point:

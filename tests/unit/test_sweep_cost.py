@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcjobs.errors import ConfigError, LimitExceeded
+from hpcjobs.errors import ConfigError, HpcjobsError, LimitExceeded
 from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.sweep.arrays import array_script, same_but_range
@@ -129,31 +131,108 @@ def test_not_now_refusal_comes_before_any_file_or_sbatch(tmp_path: Path, sif: No
 def test_scripts_are_made_while_the_count_runs_and_nothing_written_before_it_answers(
     tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Everything that needs neither Slurm nor a file (the record, every array's script) is done
-    while the job-record count is outstanding, so after its answer only the writes and the sbatch
-    calls are left; no file exists before it answers."""
-    import threading
-
+    """The job-record count is begun first and collected only after everything that needs neither
+    Slurm nor a file (the record, every array's script) is made, so after its answer only the
+    writes and the sbatch calls are left; no file exists before it is collected."""
     import hpcjobs.render
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    rendered = threading.Event()
-    real = hpcjobs.render.render
-    monkeypatch.setattr(hpcjobs.render, "render", lambda *a, **k: (real(*a, **k), rendered.set())[0])
-    fake = FakeSlurm()
     seen: dict[str, bool] = {}
+    real = hpcjobs.render.render
+    monkeypatch.setattr(hpcjobs.render, "render", lambda *a, **k: (real(*a, **k), seen.setdefault("rendered", True))[0])
+    fake = FakeSlurm()
     plain = fake.answer
 
+    class Count:
+        """The count's squeue as a process that answers when its answer is collected."""
+
+        def start(self, argv: Sequence[str], **kw: object) -> Count:
+            self.argv = tuple(argv)
+            seen["rendered when the count began"] = seen.get("rendered", False)
+            return self
+
+        def wait(self) -> Completed:
+            seen["rendered when the count was collected"] = seen.get("rendered", False)
+            seen["a file when the count was collected"] = (tmp_path / "hpcjobs-sweeps").exists()
+            return plain(Call(self.argv))
+
+        def discard(self) -> None:
+            raise AssertionError("the count is collected, not given up")
+
+        def __call__(self, argv: Sequence[str], **kw: object) -> Completed:
+            raise AssertionError(f"unexpected {argv}")
+
+    fake.runner.inner = Count()
+    fake.runner.answer = lambda call: None if call.argv[0] == "squeue" and "%i" in call.argv else plain(call)
+    sw = _job().map([[f"p{i}"] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert seen == {"rendered when the count began": False, "rendered": True,
+                    "rendered when the count was collected": True, "a file when the count was collected": False}
+    assert len(sw.job_ids) == 3 and (sw.directory / "array-2.sh").read_text() == fake.scripts[sw.job_ids[2]]
+
+
+def test_each_array_finds_its_points_and_script_written_when_its_sbatch_starts(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Array k's group files and script are written before its sbatch starts, array k+1's while
+    it runs (a fake answers sbatch as it starts, seeing what exists then); every point reads back."""
+    import hpcjobs.sweep.pointfile as pointfile
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(pointfile, "GROUP", 3)  # arrays of 4 points (MaxArraySize 4), files of 3
+    fake = FakeSlurm()
+    plain = fake.answer
+    seen: list[tuple[list[str], list[str]]] = []
+
     def answer(call: Call) -> Completed:
-        if call.argv[0] == "squeue" and "%i" in call.argv:  # the count: held until the script exists
-            seen["rendered before the count answered"] = rendered.wait(timeout=30)
-            seen["a file before the count answered"] = (tmp_path / "hpcjobs-sweeps").exists()
+        if call.argv[0] == "sbatch":
+            d = next((tmp_path / "hpcjobs-sweeps").iterdir())
+            seen.append((sorted(p.name for p in (d / "points").iterdir()), sorted(p.name for p in d.glob("*.sh"))))
         return plain(call)
 
     fake.runner.answer = answer
-    sw = _job().map([[f"p{i}"] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
-    assert seen == {"rendered before the count answered": True, "a file before the count answered": False}
-    assert len(sw.job_ids) == 3 and (sw.directory / "array-2.sh").read_text() == fake.scripts[sw.job_ids[2]]
+    raw: list[Any] = [{"args": [f"it's {i}", "a b"], "env": {"SEED": f"s {i}"}} for i in range(10)]
+    sw = _job().map(raw, SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert seen == [
+        (["0.rec", "1.rec"], ["array-0.sh"]),  # points 0-3
+        (["0.rec", "1.rec", "2.rec"], ["array-0.sh", "array-1.sh"]),  # points 4-7
+        (["0.rec", "1.rec", "2.rec", "3.rec"], ["array-0.sh", "array-1.sh", "array-2.sh"]),  # points 8-9
+    ]
+    assert [pointfile.read_point(sw.directory, i).args for i in range(10)] == [(f"it's {i}", "a b") for i in range(10)]
+    assert not list((sw.directory / "points").glob(".*"))  # no temporary file left
+
+
+def test_a_write_failing_part_way_cancels_what_was_submitted(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Array 2's points fail to write while sbatch runs for array 1: that sbatch is collected, the
+    array it submitted cancelled, and the error says so; nothing is recorded as a sweep."""
+    import hpcjobs.sweep.pointfile as pointfile
+    import hpcjobs.sweep.submit as submit
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(pointfile, "GROUP", 3)
+    real = pointfile.encode_plain_group
+
+    def encode(raw: list[object], k: int, prefix: str) -> bytes:
+        if k == 2:
+            raise OSError(28, "No space left on device")
+        return real(raw, k, prefix)
+
+    monkeypatch.setattr(submit, "encode_plain_group", encode)
+    fake = FakeSlurm()
+    with pytest.raises(HpcjobsError, match=r"writing the files of array 2 of 3 failed: .*No space left on device.* "
+                                            r"\(cancelled the 1 array\(s\) already submitted\)$"):  # fmt: skip
+        _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert fake.runner.programs().count("sbatch") == 1 and fake.cancelled == ["100"]
+    assert not list(tmp_path.glob("hpcjobs-sweeps/*/sweep.json"))
+    assert not (tmp_path / "cache" / "hpcjobs" / "sweeps").exists()  # not registered either
+
+    # array 1's files failing: nothing is submitted, the error is the write's own
+    monkeypatch.setattr(submit, "encode_plain_group", lambda raw, k, prefix: encode(raw, k + 2, prefix))
+    fake = FakeSlurm()
+    with pytest.raises(OSError, match="No space left"):
+        _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert "sbatch" not in fake.runner.programs() and fake.cancelled == []
 
 
 def _careful(raw: list[object]) -> list[bytes]:
