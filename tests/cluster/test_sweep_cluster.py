@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from tests.strategies import hostile_args, hostile_text
 pytestmark = pytest.mark.cluster
 user_cli = _user_cli_tests.user_cli  # the fixture: hpcjobs run as the test user
 
-SITE = load_site(Path(__file__).resolve().parents[2] / "site-configs" / "dev-cluster.yaml")
+SITE_PATH = Path(__file__).resolve().parents[2] / "site-configs" / "dev-cluster.yaml"
+SITE = load_site(SITE_PATH)
 DUMP = ('for a in "$@"; do printf "ARG:%s\\n" "$(printf %s "$a" | base64 -w0)"; done; '
         'printf "ENV:%s\\n" "$(printf %s "$HOSTILE" | base64 -w0)"')  # fmt: skip
 HOSTILE_POINTS: list[Any] = [
@@ -291,3 +293,49 @@ def test_user_cli_sweep_cancel_and_list(cluster: Cluster, job_dir: Path, user_cl
         time.sleep(0.5)
     assert states == ["CANCELLED", "CANCELLED"]
     assert "JobState=CANCELLED" in scontrol_lines(json.loads(r.stdout)["job_ids"][0])[0]
+
+
+@pytest.mark.parametrize("user", ["root", "hpctest"])
+@pytest.mark.parametrize(("name", "message"), [
+    ("new\nline", "the job directory '{d}' contains the control character '\\n', which Slurm's job records"),
+    ("tab\there", "the job directory '{d}' contains the control character '\\t', which Slurm's job records"),
+])  # fmt: skip
+def test_sweep_from_a_job_directory_slurm_cannot_carry_is_refused(
+    cluster: Cluster, job_dir: Path, user_cli: UserCli, user: str, name: str, message: str
+) -> None:
+    """A single job's rule (tests/cluster/test_output_dirs_cluster.py) for a sweep's tasks: `hpcjobs
+    submit` of a sweep: from a directory with a control character is refused before anything is
+    written or submitted, even with its sweep directory elsewhere (sweep.dir, absolute)."""
+    d = job_dir / name
+    d.mkdir()
+    d.chmod(0o777)
+    elsewhere = job_dir / f"sweep-{user}"
+    (d / "job.yaml").write_text(json.dumps({"image": cluster.image("tiny_sif"), "extra_sbatch": ["--hold"],
+                                            "sweep": {"points": [["a"], ["b"]], "dir": str(elsewhere)}}))  # fmt: skip
+    if user == "root":
+        r = subprocess.run([sys.executable, "-m", "hpcjobs", "--site", str(SITE_PATH), "submit", "job.yaml"],
+                           capture_output=True, text=True, cwd=d, timeout=300)  # fmt: skip
+    else:
+        r = user_cli("submit", "job.yaml", cwd=d)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message.format(d=str(d).replace("\n", "\\n").replace("\t", "\\t")) in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stdout == ""
+    assert list(d.iterdir()) == [d / "job.yaml"] and not elsewhere.exists()
+    workdirs = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%Z"], capture_output=True, text=True, check=True)
+    assert not [line for line in workdirs.stdout.splitlines() if line.startswith(str(job_dir))]  # nothing submitted
+
+
+def test_sweep_with_percent_in_its_job_directory_runs_there(cluster: Cluster, job_dir: Path, user_cli: UserCli
+                                                            ) -> None:  # fmt: skip
+    """As for a single job with an absolute log, '%' in the job directory is harmless when the sweep's
+    directory (its Slurm log's) is elsewhere: as hpctest, the tasks start in that directory."""
+    d = job_dir / "p%j dir"
+    d.mkdir()
+    d.chmod(0o777)
+    elsewhere = job_dir / "sweep"
+    (d / "job.yaml").write_text(json.dumps({"image": cluster.image("tiny_sif"), "entrypoint": ["/bin/sh", "-c",
+                                            "pwd"], "sweep": {"points": [[]], "dir": str(elsewhere)}}))  # fmt: skip
+    r = user_cli("submit", "job.yaml", "--wait", "--json", "--poll-s", "0.3", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["points"][0]["state"] == "COMPLETED"
+    assert (elsewhere / "logs" / "point-0.out").read_text() == f"{d}\n"

@@ -405,6 +405,42 @@ def test_nothing_is_submitted_when_a_check_fails(tmp_path: Path, sif: None) -> N
     assert "sbatch" not in fake.runner.programs()
 
 
+@pytest.mark.parametrize("name", ["new\nline", "tab\there", "esc\x1b[31m", "unit\x1fsep", "del\x7f"])
+def test_job_directory_slurm_cannot_carry_is_refused_as_for_a_single_job(tmp_path: Path, sif: None, name: str
+                                                                          ) -> None:  # fmt: skip
+    """The directory the tasks start in (cwd=, the CLI's working directory) gets the rule a single
+    job's gets (hpcjobs.outputs.check_job_dir): a control character is refused before Slurm is asked
+    anything, wherever the sweep's own directory is."""
+    fake = FakeSlurm()
+    d = tmp_path / name
+    d.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(ConfigError, match=r"the job directory .* contains the control character .*, which Slurm's "
+                                          r"job records \(squeue, scontrol\) print raw"):  # fmt: skip
+        _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=d, directory=elsewhere)
+    with pytest.raises(ConfigError, match="the job directory"):
+        _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=d)  # its default sweep directory inside it too
+    with pytest.raises(ConfigError, match=r"sweep directory .* contains the control character"):
+        _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=tmp_path, directory=d / "sweep")
+    assert fake.runner.calls == [] and not elsewhere.exists() and list(d.iterdir()) == []
+
+
+def test_percent_in_the_job_directory_is_harmless_with_the_sweeps_absolute_log(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for a single job with an absolute log: Slurm expands patterns only in the log's own path,
+    which for a sweep is its directory's (absolute). So '%' or '\\' in the job directory is refused
+    only where the sweep directory lies inside it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = FakeSlurm()
+    d = tmp_path / "p%j back\\slash"
+    d.mkdir()
+    sw = _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=d, directory=tmp_path / "sweep")
+    assert sw.record.cwd == str(d) and f"--chdir={d}" in fake.runner.calls[-1].argv
+    with pytest.raises(ConfigError, match="may not contain '%'"):
+        _job().map([["a"]], SITE, scheduler=fake.sched(), cwd=d)
+
+
 def test_array_throttle_precedence() -> None:
     from hpcjobs.config.site import SiteConfig
     from hpcjobs.resolve import resolve
