@@ -4,10 +4,11 @@
     size with the same chunking (one ``sbatch`` per MaxArraySize chunk of a plain script, from the
     same process), in alternating order (round 1 raw first, round 2 hpcjobs first, ...): ratio,
     goal <= 1.5. Every hpcjobs submission goes through a timing ``RecordingRunner``: when the
-    job-record count ran and ended, how long hpcjobs worked before its first ``sbatch``, and the
-    time of its ``sbatch`` calls; its total divided by them is the ratio against the raw calls'
-    cost at that very moment (the two sides of a round are seconds apart, and the shared VM's
-    load can change in between).
+    job-record count was begun and collected (a call begun through ``Runner.start`` is timed
+    until its answer is collected, which may be after the program ended), when its first
+    ``sbatch`` started, and the time of its ``sbatch`` calls (each until collected); its total
+    divided by them is the ratio against the raw calls' cost at that very moment (the two sides
+    of a round are seconds apart, and the shared VM's load can change in between).
 (2) The CLI: ``hpcjobs submit job.yaml`` with a ``sweep: {file: points.jsonl}`` of N points vs a
     shell script of the same raw ``sbatch --array`` calls (both new processes; the CLI includes
     Python's start-up and imports, see benchmarks/cli_startup.py), alternating likewise.
@@ -16,9 +17,10 @@
 (4) Sweep.status(): Slurm queries per poll and the time of one poll of the last real N-point
     sweep; memory while tracking it (tracemalloc peak of a poll, max RSS); and a poll answered
     with one ``squeue`` row per task (what a sweep whose tasks all started looks like), parsed.
-(5) hpcjobs' own work at N points without Slurm (submission answered in process, best of 5), the
-    part (1) adds to the raw calls; with ``--baseline-src DIR`` (another hpcjobs tree) also from
-    that tree, in child processes alternating with this one's.
+(5) hpcjobs' own work at N points without Slurm (submission answered in process, best of 5), and
+    how much of it comes before the first submission (the rest runs beside the ``sbatch`` calls
+    in a real one); with ``--baseline-src DIR`` (another hpcjobs tree) also from that tree, in
+    child processes alternating with this one's.
 
 Everything is submitted held (--hold) and cancelled at once. In Slurm every array task is a job
 record counted against MaxJobCount (30,000 on the dev cluster) until MinJobAge (600 s) after it
@@ -109,6 +111,7 @@ class InProcess:
 
     def __init__(self) -> None:
         self.n = 0
+        self.first_at: float | None = None  # perf_counter() of the first submission: own work before it
 
     def config_limits(self) -> tuple[int, int, bool]:
         return 1001, 100_000, False
@@ -122,6 +125,8 @@ class InProcess:
 
     def submit(self, script: str, *, cwd: str | None = None) -> str:
         self.n += 1
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
         return str(10_000 + self.n)
 
 
@@ -139,8 +144,9 @@ def read_points_file(n: int, work: Path) -> float:
     return min(times)
 
 
-def own_work(n: int, work: Path) -> float:
-    """(5) Best of 5 in-process submissions of ``n`` points (no Slurm), whichever hpcjobs is imported."""
+def own_work(n: int, work: Path) -> tuple[float, float]:
+    """(5) Best of 5 in-process submissions of ``n`` points (no Slurm), whichever hpcjobs is imported:
+    its time, and the time before its first submission (what a real one does before its first sbatch)."""
     job = ContainerJob(image=IMAGE, command=["train"], extra_sbatch=["--hold"])
     pts = points(n)
     saved = os.environ.get("XDG_CACHE_HOME")
@@ -149,9 +155,10 @@ def own_work(n: int, work: Path) -> float:
         job.map(pts[:2], SITE, scheduler=InProcess(), cwd=work)  # type: ignore[arg-type]  # imports
         times = []
         for _ in range(5):
+            sched = InProcess()
             t0 = time.perf_counter()
-            job.map(pts, SITE, scheduler=InProcess(), cwd=work)  # type: ignore[arg-type]
-            times.append(time.perf_counter() - t0)
+            job.map(pts, SITE, scheduler=sched, cwd=work)  # type: ignore[arg-type]
+            times.append((time.perf_counter() - t0, (sched.first_at or t0) - t0))
     finally:
         os.environ["XDG_CACHE_HOME"] = saved or ""
     return min(times)
@@ -317,7 +324,8 @@ def compare_own(opts: argparse.Namespace) -> None:
             out = subprocess.run([sys.executable, __file__, "--points", str(opts.points), "--only-own"], env=child_env,
                                  cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)  # fmt: skip
             got[tag].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    for key, what in (("own_s", "own work of ContainerJob.map"), ("file_s", "reading the .jsonl points file")):
+    for key, what in (("own_s", "own work of ContainerJob.map"), ("first_s", "of which before its first submission"),
+                      ("file_s", "reading the .jsonl points file")):
         print(f"(5) {what} at {opts.points} points, no Slurm (best of 5 per child, {opts.pairs} children per tree, "
               f"alternating): before {' / '.join(f'{r[key] * 1000:.1f}' for r in got['before'])} ms, after "
               f"{' / '.join(f'{r[key] * 1000:.1f}' for r in got['after'])} ms")  # fmt: skip
@@ -344,7 +352,8 @@ def main() -> None:
         if opts.only_own:
             import hpcjobs
 
-            print(json.dumps({"own_s": own_work(n, work), "file_s": read_points_file(n, work),
+            own, first = own_work(n, work)
+            print(json.dumps({"own_s": own, "first_s": first, "file_s": read_points_file(n, work),
                               "hpcjobs": str(Path(hpcjobs.__file__).parent)}))  # fmt: skip
             return
         limits = SlurmCli().array_limits()
@@ -353,9 +362,10 @@ def main() -> None:
         plans = plan_arrays(range(n), limits, contiguous=True)
         print(f"MaxArraySize {limits.max_array_size}, MaxJobCount {limits.max_job_count}; job records now "
               f"{records_now()}; load average {load_average()}; {n} points = {len(plans)} arrays", flush=True)
-        own, from_file = own_work(n, work), read_points_file(n, work)
-        print(f"(5) hpcjobs' own work at {n} points, no Slurm (best of 5): {own * 1000:.1f} ms; reading them from a "
-              f".jsonl file (the CLI): {from_file * 1000:.1f} ms", flush=True)  # fmt: skip
+        (own, first), from_file = own_work(n, work), read_points_file(n, work)
+        print(f"(5) hpcjobs' own work at {n} points, no Slurm (best of 5): {own * 1000:.1f} ms, {first * 1000:.1f} ms "
+              f"of it before the first submission; reading them from a .jsonl file (the CLI): "
+              f"{from_file * 1000:.1f} ms", flush=True)  # fmt: skip
         if opts.baseline_src:
             compare_own(opts)
         api = api_rounds(n, opts, work, plans) if opts.rounds else []

@@ -15,7 +15,8 @@ stored as the job's runtime exports them (``APPTAINERENV_NAME``, its value escap
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -66,31 +67,16 @@ def plain_ok(raw: Sequence[Any], prefix: str | None) -> bool:
         return False
     names: set[str] = set()  # environment names already checked
     for first in range(0, len(raw), GROUP):
-        values: list[str] = []  # every argument of the group
-        env_values: list[str] = []
-        for point in raw[first : first + GROUP]:
-            kind = type(point)
-            if kind is list:
-                values += point
-                continue
-            if kind is dict and point.keys() <= _PLAIN_KEYS:
-                args, env = point.get("args") or [], point.get("env") or None
-                if type(args) is not list or (env is not None and type(env) is not dict):
+        chunk = raw[first : first + GROUP]
+        got = _uniform_values(chunk) or _values(chunk)
+        if got is None:
+            return False
+        values, env_names, env_values = got
+        for name in env_names:
+            if name not in names:
+                if type(name) is not str or not ENV_NAME.match(name):
                     return False
-            elif kind is Point:  # from a job file's sweep: section (checked there; checked here again)
-                args, env = point.args, point.env or None
-                if type(args) is not tuple or (env is not None and type(env) is not dict):
-                    return False
-            else:
-                return False
-            values += args
-            if env:
-                for name in env:
-                    if name not in names:
-                        if type(name) is not str or not ENV_NAME.match(name):
-                            return False
-                        names.add(name)
-                env_values += env.values()
+                names.add(name)
         try:
             text = "\0".join(values)
             env_text = "\0".join(env_values)
@@ -103,29 +89,84 @@ def plain_ok(raw: Sequence[Any], prefix: str | None) -> bool:
     return True
 
 
+_Values = tuple[list[Any], "Iterable[Any]", list[Any]]  # arguments, environment names, environment values
+
+
+def _values(chunk: Sequence[Any]) -> _Values | None:
+    """The arguments, environment names and values of a group of points, point by point; None
+    where a point is not plain."""
+    values: list[Any] = []
+    env_names: list[Any] = []
+    env_values: list[Any] = []
+    for point in chunk:
+        kind = type(point)
+        if kind is list:
+            values += point
+            continue
+        if kind is dict and point.keys() <= _PLAIN_KEYS:
+            args, env = point.get("args") or [], point.get("env") or None
+            if type(args) is not list or (env is not None and type(env) is not dict):
+                return None
+        elif kind is Point:  # from a job file's sweep: section (checked there; checked here again)
+            args, env = point.args, point.env or None
+            if type(args) is not tuple or (env is not None and type(env) is not dict):
+                return None
+        else:
+            return None
+        values += args
+        if env:
+            env_names += env
+            env_values += env.values()
+    return values, env_names, env_values
+
+
+def _uniform_values(chunk: Sequence[Any]) -> _Values | None:
+    """:func:`_values` of a group whose points are all lists, or all dicts of a list (or None)
+    and a dict (or None), with the loops in C (a third of the time at 10,000 points); None for
+    any other group, which :func:`_values` then reads point by point (with the same answer)."""
+    kinds = set(map(type, chunk))
+    if kinds == {list}:
+        return list(chain.from_iterable(chunk)), (), []
+    if kinds != {dict} or not all(map(_PLAIN_KEYS.issuperset, chunk)):
+        return None
+    args = list(map(dict.get, chunk, repeat("args")))
+    envs = list(map(dict.get, chunk, repeat("env")))
+    if not set(map(type, args)) <= _ARGS_TYPES or not set(map(type, envs)) <= _ENV_TYPES:
+        return None  # e.g. "args": "" (read as no arguments, point by point)
+    given = list(filter(None, envs))
+    return (list(chain.from_iterable(filter(None, args))), set(chain.from_iterable(given)),
+            list(chain.from_iterable(map(dict.values, given))))  # fmt: skip
+
+
+_ARGS_TYPES = frozenset((list, type(None)))
+_ENV_TYPES = frozenset((dict, type(None)))
+
+
 def encode_plain_group(raw: Sequence[Any], k: int, prefix: str) -> bytes:
     """Group file ``k``'s bytes for points :func:`plain_ok` accepted (unchecked here): exactly
     :func:`encode_points`' bytes for them (a property test)."""
     fields: list[str] = []
     starts: list[int] = []
+    add, start = fields.append, starts.append
     first = k * GROUP
     for i, point in enumerate(raw[first : first + GROUP], first):
         kind = type(point)
         if kind is list:
             args, env = point, None
         elif kind is dict:
-            args, env = point.get("args") or [], point.get("env") or None
+            args, env = point.get("args") or [], point.get("env")
         else:
-            args, env = point.args, point.env or None
-        starts.append(len(fields))
-        fields.append(str(i))
-        fields.append(str(len(args)))
+            args, env = point.args, point.env
+        start(len(fields))
+        add(str(i))
+        add(str(len(args)))
         fields += args
         if env:
-            fields.append(str(len(env)))
-            fields += [f"{prefix}{name}={value}" for name, value in env.items()]
+            add(str(len(env)))
+            for name, value in env.items():
+                add(f"{prefix}{name}={value}")
         else:
-            fields.append("0")
+            add("0")
     count = len(starts)
     header = [str(count)] + [str(s + 1 + count) for s in starts]
     return ("\0".join(header + fields) + "\0").encode("utf-8", "surrogateescape")
