@@ -184,6 +184,11 @@ def groups_of(n_points: int) -> int:
     return (n_points + GROUP - 1) // GROUP
 
 
+def group_of(point: int) -> int:
+    """The group file holding ``point``."""
+    return point // GROUP
+
+
 class PointWriter:
     """Writes a new sweep's group files as its arrays need them, each whole before it is needed:
     :meth:`upto` before the ``sbatch`` of an array whose last point is ``last``. The bytes come
@@ -199,7 +204,7 @@ class PointWriter:
 
     def upto(self, last: int) -> None:
         """Every group file up to the one holding point ``last``."""
-        for k in range(self.written, min(last // GROUP + 1, self.n_groups)):
+        for k in range(self.written, min(group_of(last) + 1, self.n_groups)):
             tmp = self.target / f".{k}.rec.tmp"
             tmp.write_bytes(self._encode(k))
             os.replace(tmp, self.target / f"{k}.rec")

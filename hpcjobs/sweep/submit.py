@@ -17,7 +17,7 @@ from hpcjobs.errors import ConfigError
 from hpcjobs.sweep.arrays import array_limits, array_scripts, job_records_start, submit_arrays
 from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
 from hpcjobs.sweep.plan import check_room, plan_arrays
-from hpcjobs.sweep.pointfile import PointWriter, encode_plain_group, encode_points, plain_ok
+from hpcjobs.sweep.pointfile import PointWriter, encode_plain_group, encode_points, group_of, plain_ok
 from hpcjobs.sweep.points import to_points
 from hpcjobs.sweep.record import SweepRecord, new_id
 
@@ -88,6 +88,8 @@ def submit_sweep(
         job = prepare(spec, site, overrides, runner=runner, scheduler=sched)  # the one image preparation
         record = new_record(merged, site, job, n_points, where)
         scripts = array_scripts(record, job, plans, attempt=0)
+        # the first array's points encoded in memory too: written once the count has answered
+        early = {k: encode(k) for k in range(group_of(plans[0].point_of(plans[0].count - 1)) + 1)}
     except BaseException:
         counting.discard()
         raise
@@ -97,7 +99,7 @@ def submit_sweep(
     warn_binding(job, sched, runner)  # srun binding on a cluster that cannot bind: say so, once
 
     (record.directory / "logs").mkdir(parents=True, exist_ok=True)
-    writer = PointWriter(record.directory, n_points, encode)
+    writer = PointWriter(record.directory, n_points, lambda k: early.pop(k) if k in early else encode(k))
     record.arrays = submit_arrays(record, job, plans, attempt=0, scheduler=sched, scripts=scripts, points=writer)
     record.save()
     record.register()
