@@ -270,6 +270,28 @@ def test_property_points_encoded_per_group_are_the_careful_bytes(raw: list[objec
     assert fast is None or fast == careful
 
 
+uniform_points = st.one_of(
+    st.lists(st.lists(st.one_of(values, st.integers()), max_size=3), min_size=1, max_size=6),
+    st.lists(st.fixed_dictionaries({}, optional={
+        "args": st.one_of(st.lists(values, max_size=3), st.none(), st.just(""), st.tuples(values)),
+        "env": st.one_of(st.dictionaries(st.one_of(names, st.just("1BAD")), values, max_size=2), st.none(),
+                         st.just(0))}), min_size=1, max_size=6),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(uniform_points)
+def test_property_uniform_groups_read_as_point_by_point(chunk: list[Any]) -> None:
+    """The C-loop reading of a group of all-list or all-dict points gives the point-by-point
+    reading's values, or defers to it; so plain_ok answers the same either way."""
+    from hpcjobs.sweep.pointfile import _uniform_values, _values
+
+    fast, slow = _uniform_values(chunk), _values(chunk)
+    if fast is not None:
+        assert slow is not None
+        assert (fast[0], set(fast[1]), fast[2]) == (slow[0], set(slow[1]), slow[2])
+
+
 def test_points_encoded_per_group_across_group_files() -> None:
     raw: list[object] = [{"args": ["--lr", f"{i}", "it's $x"], "env": {"SEED": f"s {i}"}} for i in range(GROUP + 5)]
     fast = encode_plain(raw, "APPTAINERENV_")
