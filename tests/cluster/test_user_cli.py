@@ -155,7 +155,7 @@ def test_user_plugins_broken_one_breaks_nothing_and_wrappers_run(
         assert listed.returncode == 0, listed.stderr
         rows = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
         assert rows["broken"]["error"].startswith("ImportError: ") and rows["broken"]["version"] == "0.1"
-        assert rows["future"]["error"] == "written for plugin API 2.0, this hpcjobs provides 1.2"
+        assert rows["future"]["error"] == "written for plugin API 2.0, this hpcjobs provides 1.3"
         assert rows["test-wrappers"]["provides"]["wrappers"] == ["test-outside", "test-inside"]
         assert rows["apptainer"]["error"] is None
         # a job that needs none of the failed plugins runs, wrapped outside and inside the container
