@@ -329,25 +329,22 @@ PASSTHROUGH = "passthrough"
 
 def task_may_have_tty(job: ResolvedJob) -> bool | None:
     """Whether a task's stdin, stdout or stderr may be a terminal (then Podman refuses the passthrough
-    log driver): a local run on one (``stdio_tty``, core API 1.3), or srun's ``--pty``. None: a core
-    older than 1.3, which does not say."""
+    log driver): a local run on one (``stdio_tty``, core API 1.3; batch tasks never have one: the core
+    refuses srun's ``--pty``). None: a core older than 1.3, which does not say."""
     tty = getattr(job, "stdio_tty", None)
-    if tty is None:
-        return None
-    return bool(tty) or any(o == "--pty" or o.startswith("--pty=") for o in job.launcher_options)
+    return None if tty is None else bool(tty)
 
 
 def log_driver_words(job: ResolvedJob, cfg: PodmanSettings) -> list[str]:
     """``--log-driver NAME`` or nothing. 'auto' is passthrough where no task stream can be a terminal.
 
-    Why passthrough: with Podman's default drivers the container writes into a pipe that conmon reads,
-    copies to the container's log file and sends to ``podman run`` over its attach socket, and ``podman
-    run`` writes it to the task's stdout and stderr. For a container that exits at once that relay
-    dropped all output in CI under load (Podman 4.3 and 5.4, rootless, batch and local runs) while the
-    exit code stayed 0. With passthrough the container's stdout and stderr are the task's own file
-    descriptors: nothing is copied, so nothing can be lost, and they stay separate and in order.
-    Podman refuses it when its stdin, stdout or stderr is a terminal (a container could push input into
-    it with TIOCSTI), hence the default there."""
+    Why: with Podman's default drivers the container writes into a pipe that conmon reads, appends to
+    its log file and sends to the clients it has accepted on the attach socket, one of which is
+    ``podman run``, which copies it to the task's stdout and stderr. For containers that exit at once
+    that relay lost all their output (exit code 0) in CI under load, with Podman 4.3 and 5.4. With
+    passthrough the container's stdout and stderr are the task's own descriptors: nothing copies them,
+    and the two streams stay apart and in order. Podman refuses it when its stdin, stdout or stderr
+    is a terminal (the container could push input into it with TIOCSTI); Podman's default applies there."""
     if cfg.log_driver is None:
         return []
     if cfg.log_driver != "auto":
@@ -358,8 +355,7 @@ def log_driver_words(job: ResolvedJob, cfg: PodmanSettings) -> list[str]:
 def _log_note(job: ResolvedJob, cfg: PodmanSettings) -> str:
     if cfg.log_driver != "auto":
         return f"log driver {cfg.log_driver}"
-    return ("log driver auto: passthrough, no task stream is a terminal (the container writes to the task's own "
-            "stdout/stderr; no copy through conmon)")  # fmt: skip
+    return "log driver auto: passthrough, no task stream is a terminal (the task's own stdout/stderr, no relay)"
 
 
 def _mode_note(job: ResolvedJob) -> str:

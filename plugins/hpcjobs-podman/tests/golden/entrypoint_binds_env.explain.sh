@@ -25,7 +25,7 @@ set -eo pipefail
 #   --runtime-flag log=/dev/null                      <- the OCI runtime's own log, out of the job's output: site config plugins.podman (golden-podman)
 #   --runtime runc                                    <- global flags: site config plugins.podman (golden-podman)
 #   run --rm                                          <- one container per task, removed after it exits; entrypoint from the job (job spec)
-#   --log-driver passthrough                          <- log driver auto: passthrough, no task stream is a terminal (the container writes to the task's own stdout/stderr; no copy through conmon): site config plugins.podman (golden-podman)
+#   --log-driver passthrough                          <- log driver auto: passthrough, no task stream is a terminal (the task's own stdout/stderr, no relay): site config plugins.podman (golden-podman)
 #   --network host --pid host --userns keep-id        <- HPC shape (host network/pid, own uid): site config plugins.podman (golden-podman)
 #   --pull missing --tls-verify=true                  <- pull policy per task: site config plugins.podman (golden-podman); TLS from images.insecure_registries/loopback
 #   -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL  <- launch variables forwarded into the container (per task)
