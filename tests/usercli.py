@@ -31,7 +31,8 @@ def _ok(user: str, python: str, env: dict[str, str]) -> bool:
 
 def user_cli_fixture(user: str) -> Iterator[UserCli]:
     home = pwd.getpwnam(user).pw_dir
-    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "HPCJOBS_WARM": os.environ.get("HPCJOBS_WARM", "0")}  # fmt: skip
     python, tmp = sys.executable, None
     if not _ok(user, python, env):
         # a venv the user can't read (a clone under /root): copy what runs, with the dist-info's entry points
