@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket
     from collections.abc import Sequence
+    from typing import Any
 
 WARM_COMMANDS = ("render", "submit")
 # The group's options that take a value (hpcjobs.cli.main_group); the others are flags.
@@ -119,28 +120,60 @@ def _call(sock: _socket.socket, argv: Sequence[str], material: bytes) -> int | N
         "umask": umask, "streams": streams,
     })  # fmt: skip
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+    forwarder = _Forwarder()  # before the request: a Ctrl-C from now on reaches the call, once it runs
     try:
         sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        sock.sendall(request[sent:])
+        if sent < len(request):
+            sock.sendall(request[sent:])
         answer = wire.recv_reply(sock)
     except OSError:
-        return None
+        answer = None
     if answer is None or answer[0] != wire.PID:
+        forwarder.restore()
         return None  # refused, stale or gone before the call started: nothing ran
-    return _wait(sock, answer[1])
+    forwarder.started(answer[1])
+    return _wait(sock)
 
 
-def _wait(sock: _socket.socket, pid: int) -> int:
-    import _signal  # type: ignore[import-not-found]  # `signal` imports enum: a few ms the call would pay
+class _Forwarder:
+    """Pass the signals a terminal or a workflow tool sends this process on to the served call;
+    those that arrive before the call has started are passed on when it starts."""
 
-    def forward(signum: int, frame: object) -> None:
+    def __init__(self) -> None:
+        import _signal  # type: ignore[import-not-found]  # `signal` imports enum: a few ms the call would pay
+
+        self.pid: int | None = None
+        self.pending: list[int] = []
+        self.saved = {}
+        for name in FORWARDED_SIGNALS:
+            signum = getattr(_signal, name)
+            self.saved[signum] = _signal.signal(signum, self.forward)
+
+    def forward(self, signum: int, frame: object) -> None:
+        if self.pid is None:
+            self.pending.append(signum)
+            return
         try:
-            os.kill(pid, signum)
+            os.kill(self.pid, signum)
         except OSError:
             pass
 
-    for name in FORWARDED_SIGNALS:
-        _signal.signal(getattr(_signal, name), forward)
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.pending:
+            self.forward(signum, None)
+
+    def restore(self) -> None:
+        """The call runs here after all: the signals that came meanwhile are this process's own."""
+        import _signal
+
+        for signum, handler in self.saved.items():
+            _signal.signal(signum, handler)
+        for signum in self.pending:
+            os.kill(os.getpid(), signum)
+
+
+def _wait(sock: _socket.socket) -> int:
     try:
         answer = wire.recv_reply(sock)
     except OSError:
@@ -169,6 +202,8 @@ def start_server(path: str) -> None:
     """Start a server for this key in the background, unless one is starting (it holds the lock)."""
     import fcntl
 
+    if _live_servers(os.path.dirname(path), fcntl) >= warm_key.MAX_SERVERS:
+        return
     try:
         fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -190,6 +225,37 @@ def start_server(path: str) -> None:
         os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
     except OSError:
         pass
+
+
+def _live_servers(folder: str, fcntl: Any) -> int:
+    """Servers in ``folder`` (each holds its socket's lock); the files of one that was killed go."""
+    live = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.endswith(".sock"):
+            continue
+        sock = os.path.join(folder, name)
+        try:
+            fd = os.open(sock + ".lock", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            live += 1  # starting (the lock comes first) or not ours to judge
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            live += 1
+        else:
+            for leftover in (sock, sock[: -len(".sock")] + ".log"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+    return live
 
 
 def interpreter_options() -> list[str]:

@@ -25,6 +25,21 @@ SOCKET_MAX_BYTES = 107  # sun_path is 108 bytes with its terminating NUL
 _KEY_VARS = ("LANG", "LANGUAGE", "TZ")
 _KEY_PREFIXES = ("PYTHON", "LC_")
 _NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
+CWD_MARK = "<the working directory>"
+MAX_SERVERS = 8
+"""Servers one user may have in one socket folder; a call that would start one more runs without."""
+
+
+def search_path() -> list[str]:
+    """``sys.path`` with the working directory that ``python -m``/``-c`` put first named, not spelled:
+    one server then serves every folder, and its child puts the caller's folder there."""
+    path = list(sys.path)
+    try:
+        if path and not getattr(sys.flags, "safe_path", False) and path[0] == os.getcwd():
+            path[0] = CWD_MARK
+    except OSError:
+        pass
+    return path
 
 
 def enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -83,7 +98,7 @@ def material() -> bytes:
         getattr(hpcjobs, "__version__", ""),
         sys.executable,
         sys.version,
-        list(sys.path),
+        search_path(),
         tuple(sys.flags),
         list(sys.warnoptions),
         sorted((str(k), str(v)) for k, v in sys._xoptions.items()),

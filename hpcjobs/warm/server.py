@@ -31,7 +31,8 @@ PRELOAD = (
     "hpcjobs.plugin_api", "hpcjobs.plugins", "hpcjobs.plugin_index", "hpcjobs.pydantic_plugins", "hpcjobs.log",
     "hpcjobs.directives", "hpcjobs.sbatch_options", "hpcjobs.names", "hpcjobs.images.refs", "hpcjobs.outputs",
     "hpcjobs.preflight", "hpcjobs.runner", "hpcjobs.launchers.srun", "hpcjobs.launchers.mpirun",
-    "hpcjobs.launchers.binding", "hpcjobs.runtimes.apptainer", "hpcjobs.runtimes.singularity", "hpcjobs.mpi.check",
+    "hpcjobs.launchers.binding", "hpcjobs.launchers.options", "hpcjobs.runtimes.apptainer",
+    "hpcjobs.runtimes.singularity", "hpcjobs.mpi.check",
     "hpcjobs.schedulers", "hpcjobs.schedulers.auto", "hpcjobs.schedulers.choice", "hpcjobs.schedulers.slurm_cli",
 )  # fmt: skip
 
@@ -100,7 +101,11 @@ def main(path: str, idle_s: float) -> None:
     """Serve on ``path`` (a socket in the user's private folder) until idle for ``idle_s``."""
     import fcntl
 
-    os.chdir("/")
+    cwd_first = warm_key.search_path()[:1] == [warm_key.CWD_MARK]
+    material = warm_key.material()  # in the folder the client started it from, as the client computed it
+    os.chdir("/")  # holds no folder busy
+    if cwd_first:
+        sys.path[0] = ""  # "/" while the server imports; each child puts its caller's folder there
     folder = os.path.dirname(path)
     if warm_key.socket_dir({warm_key.DIR_VAR: folder}) != folder:
         return
@@ -109,7 +114,6 @@ def main(path: str, idle_s: float) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # another server has this key
-    material = warm_key.material()
     if os.path.basename(path) != warm_key.digest(material) + ".sock":
         return  # started with another interpreter state than its client's: it would serve nobody
     preload()
@@ -117,12 +121,13 @@ def main(path: str, idle_s: float) -> None:
 
     gc.collect()
     gc.freeze()  # the children share these pages; their collections skip what the server made
-    Server(path, material, idle_s, lock).serve()
+    Server(path, material, idle_s, lock, cwd_first).serve()
 
 
 class Server:
-    def __init__(self, path: str, material: bytes, idle_s: float, lock: int) -> None:
+    def __init__(self, path: str, material: bytes, idle_s: float, lock: int, cwd_first: bool) -> None:
         self.path = path
+        self.cwd_first = cwd_first
         self.material = material
         self.idle_s = idle_s
         self.lock = lock
@@ -301,6 +306,8 @@ def _child(request: dict[str, Any], fds: list[int], server: Server) -> NoReturn:
             if fd > 2:
                 os.close(fd)
         os.chdir(request["cwd"])
+        if server.cwd_first:
+            sys.path[0] = request["cwd"]
         os.umask(request["umask"])
         os.environ.clear()
         os.environ.update(request["env"])
