@@ -50,9 +50,12 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
         if not _ok(user, python, env):
             pytest.fail(f"{user} cannot import hpcjobs and hpcjobs_podman with {python} (PYTHONPATH={tmp})")
 
-    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None,
+            umask: str | None = None) -> subprocess.CompletedProcess[str]:
         full = {**env, **(extra_env or {})}
-        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in full.items()],
+        # umask: the caller's, as a login shell would have set it (a fixed script; the value is its argument)
+        with_umask = ["sh", "-c", 'umask "$1" && shift && exec "$@"', "sh", umask] if umask else []
+        argv = ["runuser", "-u", user, "--", *with_umask, "env", "-i", *[f"{k}={v}" for k, v in full.items()],
                 python, "-m", "hpcjobs", *args]  # fmt: skip
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
 
