@@ -14,4 +14,8 @@ def main() -> None:
         client.exit_as(code)
     from hpcjobs.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    finally:
+        if client.server_wanted is not None:
+            client.start_server(client.server_wanted)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 WARM_COMMANDS = ("render", "submit")
 # The group's options that take a value (hpcjobs.cli.main_group); the others are flags.
 _GROUP_VALUE_OPTIONS = ("--site",)
+server_wanted: str | None = None
+"""The socket of a server :func:`run` found missing; the entry point starts it after the call."""
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 SERVER_CODE = (
     "import os, sys, marshal\n"
@@ -72,7 +74,8 @@ def run(argv: Sequence[str]) -> int | None:
         try:
             sock.connect(path)
         except OSError:
-            start_server(path)
+            global server_wanted
+            server_wanted = path  # started once this call is done: it would compete with it for the CPU
             return None
         if peer_uid(sock) != os.geteuid():
             return None
