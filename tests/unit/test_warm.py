@@ -294,3 +294,25 @@ def test_a_served_call_imports_nothing_the_server_has_not(tmp_path: Path) -> Non
     new = json.loads(out.splitlines()[-1])
     ours = [m for m in new if m.split(".")[0] in ("hpcjobs", "click", "yaml", "pydantic", "pydantic_core", "pluggy")]
     assert ours == [], f"render imported what the warm server did not: add them to PRELOAD: {ours}"
+
+
+def test_the_client_imports_builtins_only(tmp_path: Path) -> None:
+    """The client runs before anything else: typing, enum, re, socket or json would cost a served
+    call more than it saves (they are each a few ms of a bare interpreter's ~15)."""
+    folder = Path(tempfile.mkdtemp(prefix="hw-", dir="/tmp"))
+    try:
+        probe = (
+            "import sys\nbefore = set(sys.modules)\nfrom hpcjobs.warm import client\n"
+            "assert client.run(['hpcjobs', 'render', 'job.yaml']) is None\n"  # no server: the call runs here
+            "assert client.server_wanted\n"
+            "print(' '.join(sorted(set(sys.modules) - before)))"
+        )
+        env = {**os.environ, "HPCJOBS_WARM": "1", "HPCJOBS_WARM_DIR": str(folder)}
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env,
+                             cwd=tmp_path).stdout.split()  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    heavy = [m for m in out if m.split(".")[0] in ("typing", "enum", "re", "socket", "json", "subprocess", "hashlib",
+                                                   "signal", "pathlib", "click", "pydantic", "yaml")]  # fmt: skip
+    assert heavy == [], out
+    assert "hpcjobs.warm.client" in out
