@@ -117,6 +117,10 @@ def main(path: str, idle_s: float) -> None:
     if os.path.basename(path) != warm_key.digest(material) + ".sock":
         return  # started with another interpreter state than its client's: it would serve nobody
     preload()
+    import threading
+
+    if threading.active_count() != 1:
+        return  # fork() copies one thread of many: what the others held (locks) would stay held
     import gc
 
     gc.collect()
