@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 WARM_COMMANDS = ("render", "submit")
 # The group's options that take a value (hpcjobs.cli.main_group); the others are flags.
 _GROUP_VALUE_OPTIONS = ("--site",)
+READY_TIMEOUT_S = 5.0
+"""How long a server may take to accept a call before it runs in the client instead."""
 server_wanted: str | None = None
 """The socket of a server :func:`run` found missing; the entry point starts it after the call."""
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
@@ -125,17 +127,34 @@ def _call(sock: _socket.socket, argv: Sequence[str], material: bytes) -> int | N
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
     forwarder = _Forwarder()  # before the request: a Ctrl-C from now on reaches the call, once it runs
     try:
-        sent = sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        if sent < len(request):
-            sock.sendall(request[sent:])
+        # Until GO is sent the call is ours: a server that does not answer in time (stopped, swamped)
+        # never runs it, and it runs here. After GO it is the server's, however long it takes.
+        # The standard streams go with GO: a message in a stopped server's queue would hold them open
+        # (a caller reading this process's output would wait for that server).
+        sock.settimeout(READY_TIMEOUT_S)
+        sock.sendall(request)
+        answer = wire.recv_reply(sock)
+    except OSError:
+        answer = None
+    if answer is None or answer[0] != wire.READY:
+        forwarder.restore()
+        return None  # refused, stale, gone or too slow before GO: nothing ran
+    try:
+        sock.sendmsg([wire.GO], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        sock.settimeout(None)
         answer = wire.recv_reply(sock)
     except OSError:
         answer = None
     if answer is None or answer[0] != wire.PID:
-        forwarder.restore()
-        return None  # refused, stale or gone before the call started: nothing ran
+        return _unknown()  # GO was sent: whether the call ran is the server's to say, and it did not
     forwarder.started(answer[1])
     return _wait(sock)
+
+
+def _unknown() -> int:
+    os.write(2, b"hpcjobs: error: the warm server ended before the call did; its outcome is unknown "
+                b"(HPCJOBS_WARM=0 runs without it)\n")  # fmt: skip
+    return 2
 
 
 class _Forwarder:
@@ -182,9 +201,7 @@ def _wait(sock: _socket.socket) -> int:
     except OSError:
         answer = None
     if answer is None or answer[0] != wire.STATUS:
-        os.write(2, b"hpcjobs: error: the warm server ended before the call did; its outcome is unknown "
-                    b"(HPCJOBS_WARM=0 runs without it)\n")  # fmt: skip
-        return 2
+        return _unknown()
     return answer[1]
 
 

@@ -230,7 +230,7 @@ class Server:
             conn.settimeout(10.0)
             if peer_uid(conn) != os.geteuid():
                 return
-            request, fds = _receive(conn)
+            request = wire.recv_value(conn)
             if not isinstance(request, dict):
                 return
             op = request.get("op")
@@ -240,12 +240,16 @@ class Server:
                 conn.sendall(wire.reply(wire.INFO))
                 raise Stop
             elif op == "run":
-                if request.get("key") != self.material or len(fds) != 3:
+                if request.get("key") != self.material:
                     conn.sendall(wire.reply(wire.REFUSED))
                 elif self.stamp.changed():
                     conn.sendall(wire.reply(wire.STALE))
                     raise Stop
                 else:
+                    conn.sendall(wire.reply(wire.READY))
+                    go, fds = _receive_fds(conn, 1)  # the caller's stdin, stdout, stderr come with GO
+                    if go != wire.GO or len(fds) != 3:
+                        return  # the client gave up (its timeout) and runs the call itself
                     pid = os.fork()
                     if pid == 0:
                         _child(request, fds, self)
@@ -272,21 +276,17 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise Stop
 
 
-def _receive(conn: _socket.socket) -> tuple[object, list[int]]:
+def _receive_fds(conn: _socket.socket, size: int) -> tuple[bytes, list[int]]:
+    """Up to ``size`` bytes and the file descriptors sent with them (SCM_RIGHTS)."""
     import _socket
 
-    data, ancillary, _, _ = conn.recvmsg(1 << 16, _socket.CMSG_SPACE(wire.FDS_BYTES))
+    data, ancillary, _, _ = conn.recvmsg(size, _socket.CMSG_SPACE(wire.FDS_BYTES))
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
             fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, usable, 4)]
-    try:
-        return wire.recv_value(conn, data), fds
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
+    return data, fds
 
 
 def _child(request: dict[str, Any], fds: list[int], server: Server) -> NoReturn:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 MAX_REQUEST_BYTES = 16 << 20
 FDS_BYTES = 3 * 4  # three C ints of SCM_RIGHTS
 
+READY = b"A"  # the server will run the call once the client says GO (the client may still give up)
+GO = b"G"  # from the client: run it; from here on the call is the server's
 PID = b"P"  # the child's process id: the call runs
 STATUS = b"X"  # the child ended: os.waitstatus_to_exitcode (negative: killed by that signal)
 STALE = b"S"  # the installation changed since the server started: run locally, the server ends

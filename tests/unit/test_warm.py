@@ -270,10 +270,7 @@ def test_a_request_for_another_key_is_refused(warm: Warm) -> None:
         sock.connect(str(path))
         request = wire.pack({"op": "run", "key": b"another interpreter", "argv": ["hpcjobs", "render"], "cwd": "/",
                              "env": {}, "umask": 0o22, "streams": []})  # fmt: skip
-        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
-        sent = sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-        if sent < len(request):
-            sock.sendall(request[sent:])
+        sock.sendall(request)
         assert wire.recv_reply(sock) == (wire.REFUSED, 0)
     assert warm.served() == 0
 
@@ -316,3 +313,22 @@ def test_the_client_imports_builtins_only(tmp_path: Path) -> None:
                                                    "signal", "pathlib", "click", "pydantic", "yaml")]  # fmt: skip
     assert heavy == [], out
     assert "hpcjobs.warm.client" in out
+
+
+def test_a_server_that_does_not_answer_never_runs_the_call(warm: Warm) -> None:
+    """A stopped server: the call runs in the client after the timeout, and the server, once it goes
+    on, does not run it too (the client never said GO)."""
+    args = ("render", "--site", "site.yaml", "job.yaml")
+    cold = warm.run(*args, warm=False)
+    started(warm, *args)
+    pid = int(warm.status()[0]["pid"])  # type: ignore[call-overload]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = warm.run(*args)
+        waited_s = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert (r.returncode, r.stdout, r.stderr) == (cold.returncode, cold.stdout, cold.stderr)
+    assert waited_s >= client.READY_TIMEOUT_S
+    assert warm.served() == 0
