@@ -52,7 +52,8 @@ def _on_pty(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def user_cli_fixture(user: str) -> Iterator[UserCli]:
     home = pwd.getpwnam(user).pw_dir
-    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "HPCJOBS_WARM": os.environ.get("HPCJOBS_WARM", "0")}  # fmt: skip
     python, tmp = sys.executable, None
     if not _ok(user, python, env):
         # a venv the user can't read (a clone under /root): copy what runs, with the dist-info's entry points
@@ -70,13 +71,14 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
         if not _ok(user, python, env):
             pytest.fail(f"{user} cannot import hpcjobs and hpcjobs_podman with {python} (PYTHONPATH={tmp})")
 
-    def run(
-        *args: str, cwd: Path, extra_env: dict[str, str] | None = None, tty: bool = False
-    ) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None, umask: str | None = None,
+            tty: bool = False) -> subprocess.CompletedProcess[str]:
         """``hpcjobs ARGS`` as the user; ``tty``: stdout and stderr on one pseudo-terminal (its text
         in ``stdout``), stdin /dev/null, as from an interactive shell."""
         full = {**env, **(extra_env or {})}
-        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in full.items()],
+        # umask: the caller's, as a login shell would have set it (a fixed script; the value is its argument)
+        with_umask = ["sh", "-c", 'umask "$1" && shift && exec "$@"', "sh", umask] if umask else []
+        argv = ["runuser", "-u", user, "--", *with_umask, "env", "-i", *[f"{k}={v}" for k, v in full.items()],
                 python, "-m", "hpcjobs", *args]  # fmt: skip
         if tty:
             return _on_pty(argv, cwd)

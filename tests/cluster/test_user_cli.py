@@ -68,6 +68,7 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
         env = {**base_env, **(env or {}), **({"PYTHONPATH": path} if path else {})}
         if "HPCJOBS_SCHEDULER" in os.environ and "HPCJOBS_SCHEDULER" not in env:  # the backend fixture's
             env["HPCJOBS_SCHEDULER"] = os.environ["HPCJOBS_SCHEDULER"]
+        env.setdefault("HPCJOBS_WARM", os.environ.get("HPCJOBS_WARM", "0"))  # the suite's choice (conftest.py)
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
                 python, "-m", "hpcjobs", *args]
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
