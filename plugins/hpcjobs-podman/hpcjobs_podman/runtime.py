@@ -234,7 +234,7 @@ class PodmanRuntime:
         out.append(w(["run", "--rm"], _mode_note(job)))
         log = log_driver_words(job, cfg)
         if log:
-            out.append(w(log, f"{_log_note(job, cfg)}: {site_cfg}"))
+            out.append(w(log, f"{_log_note(cfg)}: {site_cfg}"))
         shape = ["--network", cfg.network]
         if cfg.pid:
             shape += ["--pid", cfg.pid]
@@ -352,7 +352,7 @@ def log_driver_words(job: ResolvedJob, cfg: PodmanSettings) -> list[str]:
     return [] if task_may_have_tty(job) in (True, None) else ["--log-driver", PASSTHROUGH]
 
 
-def _log_note(job: ResolvedJob, cfg: PodmanSettings) -> str:
+def _log_note(cfg: PodmanSettings) -> str:
     if cfg.log_driver != "auto":
         return f"log driver {cfg.log_driver}"
     return "log driver auto: passthrough, no task stream is a terminal (the task's own stdout/stderr, no relay)"
