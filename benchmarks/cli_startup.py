@@ -1,7 +1,9 @@
 """Start-up cost of the hpcjobs CLI against raw sbatch, measured in the same run on the dev cluster.
 
 Each round runs, one right after the other: raw ``sbatch script``, ``hpcjobs submit job.yaml`` and
-``hpcjobs render job.yaml`` (and, with ``--baseline-src DIR``, the same two hpcjobs commands from
+``hpcjobs render job.yaml`` as users run them (the warm start on: served by the user's warm server,
+hpcjobs.warm), the same two with ``HPCJOBS_WARM=0`` ("cold": a fresh Python process does all of it)
+(and, with ``--baseline-src DIR``, the same two hpcjobs commands from
 another source tree, e.g. ``git archive main hpcjobs | tar -x -C DIR``), so that every variant sees
 the same machine load, and ``python -c pass`` and the "pydantic floor" (``python -c`` importing
 click, yaml and pydantic and validating a one-field model: what any CLI that validates with pydantic
@@ -11,6 +13,9 @@ Bytecode caches are on (PYTHONDONTWRITEBYTECODE is removed from the children's e
 one untimed round warms them, as on a user's machine. The validated site config cache
 (``~/.cache/hpcjobs/site-validated``) is warm after that round too; ``--no-site-cache`` measures
 without it. Jobs are submitted held and cancelled at the end.
+
+A served call's CPU time is the client's plus the server's child's (the server reports what its
+children used); the first call of a session, which starts the server, is timed once at the end.
 
 Usage: .venv/bin/python benchmarks/cli_startup.py [--runs 31] [--baseline-src DIR] [--phases] [--callgrind]
 ``--phases`` also prints where one in-process ``hpcjobs submit`` spends its time (imports, models,
@@ -114,6 +119,20 @@ def instructions(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, 
     raise RuntimeError(f"no instruction count from callgrind for {argv}")
 
 
+def served_cpu_s(env: dict[str, str], wait: bool = False) -> float:
+    """CPU seconds the warm server's children have used so far (0 without a server; cold variants)."""
+    if env.get("HPCJOBS_WARM") != "1":
+        return 0.0
+    from hpcjobs.warm import control
+
+    deadline = time.monotonic() + 60
+    while True:
+        rows = control.status(env)
+        if rows or not wait or time.monotonic() > deadline:
+            return sum(float(str(r.get("children_cpu_s", 0))) for r in rows)
+        time.sleep(0.1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=31)
@@ -136,14 +155,20 @@ def main() -> None:
         python = sys.executable
         hpcjobs = [python, "-m", "hpcjobs"]
         script = subprocess.run([*hpcjobs, "render", "--site", str(SITE_PATH), str(job_yaml)], capture_output=True,
-                                text=True, env=env, check=True, cwd=work).stdout
+                                text=True, env={**env, "HPCJOBS_WARM": "0"}, check=True, cwd=work).stdout
         script_path = work / "job.sh"
         script_path.write_text(script)
 
+        warm_dir = work / "warm"
+        warm_dir.mkdir(mode=0o700)
+        warm_env = {**env, "HPCJOBS_WARM": "1", "HPCJOBS_WARM_DIR": str(warm_dir), "HPCJOBS_WARM_IDLE_S": "600"}
+        cold_env = {**env, "HPCJOBS_WARM": "0"}
         variants: dict[str, tuple[list[str], dict[str, str]]] = {
             "raw sbatch": (["sbatch", "--parsable", str(script_path)], env),
-            "hpcjobs submit": ([*hpcjobs, "submit", "--site", str(SITE_PATH), str(job_yaml)], env),
-            "hpcjobs render": ([*hpcjobs, "render", "--site", str(SITE_PATH), str(job_yaml)], env),
+            "hpcjobs submit": ([*hpcjobs, "submit", "--site", str(SITE_PATH), str(job_yaml)], warm_env),
+            "hpcjobs render": ([*hpcjobs, "render", "--site", str(SITE_PATH), str(job_yaml)], warm_env),
+            "cold submit": ([*hpcjobs, "submit", "--site", str(SITE_PATH), str(job_yaml)], cold_env),
+            "cold render": ([*hpcjobs, "render", "--site", str(SITE_PATH), str(job_yaml)], cold_env),
             "python -c pass": ([python, "-c", "pass"], env),
             "pydantic floor": ([python, "-c", FLOOR], env),
             "floor, no lookup": ([python, "-c", FLOOR_SKIP], env),
@@ -153,14 +178,18 @@ def main() -> None:
             # its plugins/* sources before the installed (editable) plugins of this tree
             base = opts.baseline_src.resolve()
             plugin_dirs = [d / "src" if (d / "src").is_dir() else d for d in sorted((base / "plugins").glob("*/"))]
-            base_env = {**env, "PYTHONPATH": os.pathsep.join(str(d) for d in [base, *plugin_dirs])}
+            base_env = {**cold_env, "PYTHONPATH": os.pathsep.join(str(d) for d in [base, *plugin_dirs])}
             variants["baseline submit"] = (variants["hpcjobs submit"][0], base_env)
             variants["baseline render"] = (variants["hpcjobs render"][0], base_env)
         times: dict[str, list[float]] = {name: [] for name in variants}
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         for round_no in range(opts.runs + 1):
+            if round_no == 1:
+                served_cpu_s(warm_env, wait=True)  # the server round 0 started is up
             for name, (argv, child_env) in variants.items():
+                before_s = served_cpu_s(child_env)
                 ms, cpu_ms, out = run_ms(argv, child_env, work)
+                cpu_ms += (served_cpu_s(child_env) - before_s) * 1000
                 if name.endswith("submit") or name == "raw sbatch":
                     ids.append(out.split(";")[0])
                 if round_no:  # round 0 warms bytecode and the site config cache
@@ -176,8 +205,17 @@ def main() -> None:
             print(f"  {name:16s} {med[name]:8.1f} {med_cpu[name]:8.1f}")
         print(f"CPU: pydantic floor (click + yaml + pydantic + one one-field model) "
               f"{med_cpu['pydantic floor']:.1f} ms ({med_cpu['floor, no lookup']:.1f} with pydantic's plugin lookup "
-              f"skipped as hpcjobs skips it), so hpcjobs' own part of render is "
-              f"{med_cpu['hpcjobs render'] - med_cpu['floor, no lookup']:.1f} ms")
+              f"skipped as hpcjobs skips it), so hpcjobs' own part of a cold render is "
+              f"{med_cpu['cold render'] - med_cpu['floor, no lookup']:.1f} ms")
+        from hpcjobs.warm import control
+
+        control.stop(warm_env)
+        while list(warm_dir.glob("*.sock")):
+            time.sleep(0.05)
+        first_ms, _, out = run_ms(variants["hpcjobs submit"][0], warm_env, work)  # no server: it starts one
+        ids.append(out.split(";")[0])
+        print(f"the first submit of a session (no server yet; it starts one in the background): {first_ms:.1f} ms "
+              "wall")
         if opts.baseline_src:
             print(f"baseline: submit - raw sbatch {med['baseline submit'] - med['raw sbatch']:.1f} ms wall, "
                   f"{med_cpu['baseline submit'] - med_cpu['raw sbatch']:.1f} ms CPU; render "
@@ -212,12 +250,18 @@ def main() -> None:
         # the verdict the issue asks for: medians of wall time against 150 ms (the goal is wall time
         # on a quiet VM; under load compare CPU time and instructions against a baseline instead)
         over = med["hpcjobs submit"] - med["raw sbatch"]
-        print(f"\nVERDICT (load average {load:.1f}): submit - sbatch {over:.1f} ms wall "
+        print(f"\ncold (HPCJOBS_WARM=0): submit - sbatch {med['cold submit'] - med['raw sbatch']:.1f} ms wall "
+              f"({med_cpu['cold submit'] - med_cpu['raw sbatch']:.1f} CPU); render {med['cold render']:.1f} ms wall "
+              f"({med_cpu['cold render']:.1f} CPU)")
+        print(f"VERDICT (load average {load:.1f}; warm start on, as users run it): submit - sbatch {over:.1f} ms wall "
               f"({med_cpu['hpcjobs submit'] - med_cpu['raw sbatch']:.1f} CPU) "
               f"{'MEETS' if over <= GOAL_MS else 'MISSES'} <= {GOAL_MS:.0f} ms; "
               f"render {med['hpcjobs render']:.1f} ms wall ({med_cpu['hpcjobs render']:.1f} CPU) "
               f"{'MEETS' if med['hpcjobs render'] <= GOAL_MS else 'MISSES'} <= {GOAL_MS:.0f} ms")
     finally:
+        from hpcjobs.warm import control
+
+        control.stop({"HPCJOBS_WARM_DIR": str(work / "warm")})
         for k in range(0, len(ids), 500):
             subprocess.run(["scancel", *[i for i in ids[k : k + 500] if i]], check=False)
         shutil.rmtree(work, ignore_errors=True)

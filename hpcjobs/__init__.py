@@ -5,10 +5,10 @@ Imports are lazy so that ``import hpcjobs`` and ``hpcjobs --help`` stay fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hpcjobs._lazy import lazy_attributes
 from hpcjobs._version import __version__
+
+TYPE_CHECKING = False  # not typing's: the warm client (hpcjobs.warm.client) imports this package
 
 if TYPE_CHECKING:
     from hpcjobs.api import ContainerJob, Job

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from hpcjobs.cli import main
+from hpcjobs.entry import main
 
 main()

@@ -22,6 +22,7 @@ _LAZY_GROUPS = {
     "images": ("hpcjobs.cli_images", "images", "Convert, list, inspect and clean cached SIF images."),
     "site": ("hpcjobs.cli_site", "site", "Validate, publish, discover and explain site configs."),
     "sweep": ("hpcjobs.cli_sweep", "sweep", "Status, retry, logs and cancel of sweeps (many points, one submit)."),
+    "warm": ("hpcjobs.cli_warm", "warm", "Status and stop of the warm server that starts render and submit fast."),
 }
 
 

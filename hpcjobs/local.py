@@ -71,11 +71,16 @@ def run_local(
     cwd: str | None = None,
     spawn: Spawn | None = None,
     env: Mapping[str, str] | None = None,
+    tty: bool | None = None,
 ) -> LocalResult:
-    """Run the plan of ``job`` (from :func:`local_job`, image prepared) as ``ntasks`` local tasks."""
+    """Run the plan of ``job`` (from :func:`local_job`, image prepared) as ``ntasks`` local tasks.
+    ``tty``: whether the tasks' output goes to a terminal (they inherit this process's stdout and
+    stderr; stdin is /dev/null); None: look. The runtime sees it as ``job.stdio_tty``."""
     from hpcjobs.render import render
 
-    script = render(job)
+    if tty is None:
+        tty = os.isatty(1) or os.isatty(2)
+    script = render(dataclasses.replace(job, stdio_tty=tty))
     start = spawn or subprocess.Popen
     base = dict(os.environ if env is None else env)
     with tempfile.TemporaryDirectory(prefix="hpcjobs-local-") as tmp:

@@ -42,11 +42,12 @@ GROUP = "hpcjobs"
 hookspec = pluggy.HookspecMarker(GROUP)
 hookimpl = pluggy.HookimplMarker(GROUP)
 
-HPCJOBS_PLUGIN_API = "1.2"
+HPCJOBS_PLUGIN_API = "1.3"
 """Version of this contract (1.1 added targets: :class:`Target`, :class:`TargetStatus`, the hook
 ``hpcjobs_targets`` and :attr:`ResolvedJob.entrypoint_len`; 1.2 launcher options:
 :attr:`ResolvedJob.launcher_options`, :attr:`ResolvedJob.launcher_notes`, the optional
-:class:`Launcher` methods ``option_problem`` and ``option_key``). A plugin declares the version it was
+:class:`Launcher` methods ``option_problem`` and ``option_key``; 1.3 whether the tasks' standard
+streams may be a terminal: :attr:`ResolvedJob.stdio_tty`). A plugin declares the version it was
 written against as a module (or entry-point object) attribute ``HPCJOBS_PLUGIN_API``; it loads when
 the major versions are equal and its minor version is not newer than the core's. Additions bump the
 minor version, changes the major."""
@@ -123,6 +124,9 @@ class ResolvedJob:
     mpi_check: str = "refuse"
     # header notes from checks made before submission (the MPI pre-flight's verdict)
     preflight: tuple[str, ...] = ()
+    # API 1.3: the tasks' standard streams may be a terminal: a local run whose output goes to one
+    # (set by run_local). Batch tasks never have one (file output, stdin /dev/null).
+    stdio_tty: bool = False
 
     @property
     def resources(self) -> Resources:
@@ -153,7 +157,7 @@ class ResolvedJob:
     def launch(self) -> LaunchPart:
         from hpcjobs.plugin_api_parts import LaunchPart
 
-        return LaunchPart(self.mpi, self.mpirun, self.launch_env, self.wrappers, self.launcher_options)
+        return LaunchPart(self.mpi, self.mpirun, self.launch_env, self.wrappers, self.launcher_options, self.stdio_tty)
 
     @property
     def multi_task(self) -> bool:

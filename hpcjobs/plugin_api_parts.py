@@ -85,6 +85,7 @@ class LaunchPart:
     launch_env: Mapping[str, str]
     wrappers: tuple[str, ...]
     launcher_options: tuple[str, ...] = ()  # API 1.2: for the launcher that starts the tasks
+    stdio_tty: bool = False  # API 1.3: the tasks' standard streams may be a terminal (a local run on one)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,31 @@ def _ok(user: str, python: str, env: dict[str, str]) -> bool:
     return subprocess.run(argv, capture_output=True, text=True, cwd="/").returncode == 0
 
 
+def _on_pty(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    import pty
+
+    main_fd, term_fd = pty.openpty()
+    os.chown(os.ttyname(term_fd), pwd.getpwnam(argv[2]).pw_uid, -1)  # the user's own terminal
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=term_fd, stderr=term_fd)
+    os.close(term_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 4096)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main_fd)
+    rc = proc.wait(timeout=300)
+    return subprocess.CompletedProcess(argv, rc, b"".join(chunks).decode(errors="replace"), "")
+
+
 def user_cli_fixture(user: str) -> Iterator[UserCli]:
     home = pwd.getpwnam(user).pw_dir
-    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {"HOME": home, "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "HPCJOBS_WARM": os.environ.get("HPCJOBS_WARM", "0")}  # fmt: skip
     python, tmp = sys.executable, None
     if not _ok(user, python, env):
         # a venv the user can't read (a clone under /root): copy what runs, with the dist-info's entry points
@@ -49,10 +71,17 @@ def user_cli_fixture(user: str) -> Iterator[UserCli]:
         if not _ok(user, python, env):
             pytest.fail(f"{user} cannot import hpcjobs and hpcjobs_podman with {python} (PYTHONPATH={tmp})")
 
-    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, cwd: Path, extra_env: dict[str, str] | None = None, umask: str | None = None,
+            tty: bool = False) -> subprocess.CompletedProcess[str]:
+        """``hpcjobs ARGS`` as the user; ``tty``: stdout and stderr on one pseudo-terminal (its text
+        in ``stdout``), stdin /dev/null, as from an interactive shell."""
         full = {**env, **(extra_env or {})}
-        argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in full.items()],
+        # umask: the caller's, as a login shell would have set it (a fixed script; the value is its argument)
+        with_umask = ["sh", "-c", 'umask "$1" && shift && exec "$@"', "sh", umask] if umask else []
+        argv = ["runuser", "-u", user, "--", *with_umask, "env", "-i", *[f"{k}={v}" for k, v in full.items()],
                 python, "-m", "hpcjobs", *args]  # fmt: skip
+        if tty:
+            return _on_pty(argv, cwd)
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
 
     yield run

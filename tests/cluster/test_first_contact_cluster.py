@@ -57,7 +57,8 @@ def fresh(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[tuple[st
     home = Path(tempfile.mkdtemp(prefix="hpcjobs-fresh-home-", dir="/tmp"))
     pw = pwd.getpwnam(user)
     os.chown(home, pw.pw_uid, pw.pw_gid)
-    env = {"HOME": str(home), "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {"HOME": str(home), "USER": user, "LOGNAME": user, "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "HPCJOBS_WARM": os.environ.get("HPCJOBS_WARM", "0")}  # fmt: skip
     python, pythonpath, cleanup = _python_for(user, env)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath

@@ -68,6 +68,7 @@ def user_cli(cluster: Cluster) -> Iterator[UserCli]:
         env = {**base_env, **(env or {}), **({"PYTHONPATH": path} if path else {})}
         if "HPCJOBS_SCHEDULER" in os.environ and "HPCJOBS_SCHEDULER" not in env:  # the backend fixture's
             env["HPCJOBS_SCHEDULER"] = os.environ["HPCJOBS_SCHEDULER"]
+        env.setdefault("HPCJOBS_WARM", os.environ.get("HPCJOBS_WARM", "0"))  # the suite's choice (conftest.py)
         argv = ["runuser", "-u", user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
                 python, "-m", "hpcjobs", *args]
         return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=300)
@@ -155,7 +156,7 @@ def test_user_plugins_broken_one_breaks_nothing_and_wrappers_run(
         assert listed.returncode == 0, listed.stderr
         rows = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
         assert rows["broken"]["error"].startswith("ImportError: ") and rows["broken"]["version"] == "0.1"
-        assert rows["future"]["error"] == "written for plugin API 2.0, this hpcjobs provides 1.2"
+        assert rows["future"]["error"] == "written for plugin API 2.0, this hpcjobs provides 1.3"
         assert rows["test-wrappers"]["provides"]["wrappers"] == ["test-outside", "test-inside"]
         assert rows["apptainer"]["error"] is None
         # a job that needs none of the failed plugins runs, wrapped outside and inside the container

@@ -63,7 +63,7 @@ def test_broken_plugins_break_nothing_else(dists: None) -> None:
     assert set(failed) == {"broken", "future"}
     assert failed["broken"].dist == "hpcjobs-test-broken" and failed["broken"].version == "0.1"
     assert failed["broken"].error == "ImportError: hpcjobs-test-broken needs the module 'not_installed_anywhere'"
-    assert failed["future"].error == "written for plugin API 2.0, this hpcjobs provides 1.2"
+    assert failed["future"].error == "written for plugin API 2.0, this hpcjobs provides 1.3"
 
 
 def test_no_failures_without_the_broken_distributions() -> None:
@@ -97,7 +97,7 @@ def test_plugins_command_lists_versions_provides_and_failures(dists: None) -> No
     lines = r.output.splitlines()
     assert lines[0] == f"plugin API {HPCJOBS_PLUGIN_API}"
     by_name = {line.split()[0]: line for line in lines[1:]}
-    assert re.match(r"apptainer  \(hpcjobs [^,]+, API 1\.2\)  runtimes: apptainer; gpu flags: nv, nvccli, rocm, none$",
+    assert re.match(r"apptainer  \(hpcjobs [^,]+, API 1\.3\)  runtimes: apptainer; gpu flags: nv, nvccli, rocm, none$",
                     by_name["apptainer"])
     assert by_name["srun"].endswith("launchers: srun; mpi: pmix, pmi2, none")
     assert by_name["test-wrappers"] == (
@@ -105,14 +105,15 @@ def test_plugins_command_lists_versions_provides_and_failures(dists: None) -> No
         "site sections: testhook; hooks: hpcjobs_plan"
     )
     assert by_name["broken"].startswith("broken  (hpcjobs-test-broken 0.1)  FAILED: ImportError: ")
-    assert by_name["future"].endswith("FAILED: written for plugin API 2.0, this hpcjobs provides 1.2")
+    assert by_name["future"].endswith("FAILED: written for plugin API 2.0, this hpcjobs provides 1.3")
     data = json.loads(CliRunner().invoke(main_group, ["plugins", "--json"]).output)
     rows = {p["name"]: p for p in data["plugins"]}
     assert rows["broken"]["error"] and rows["apptainer"]["provides"]["runtimes"] == ["apptainer"]
 
 
-@pytest.mark.parametrize(("wanted", "ok"), [("1.0", True), ("1", True), ("1.1", True), ("1.2", True), ("0.9", False),
-                                            ("1.3", False), ("2.0", False), ("one", False), (1.0, False)])  # fmt: skip
+@pytest.mark.parametrize(("wanted", "ok"), [("1.0", True), ("1", True), ("1.1", True), ("1.2", True), ("1.3", True),
+                                            ("0.9", False), ("1.4", False), ("2.0", False), ("one", False),
+                                            (1.0, False)])  # fmt: skip
 def test_api_version_check(wanted: Any, ok: bool) -> None:
     if ok:
         check_api_version(wanted)

@@ -62,6 +62,12 @@ class PodmanSettings(BaseModel):
         default_factory=lambda: ["nvidia.com/gpu=all"],
         description="CDI device names passed with --device when gpu.flag is 'cdi'.",
     )
+    log_driver: str | None = Field(
+        "auto",
+        description="--log-driver. 'auto': passthrough (the container writes to the task's own stdout and stderr) "
+        "unless the task's streams may be a terminal (a local run on one), where Podman refuses it and its "
+        "default applies; another name: always that driver; None: omit (Podman's default, containers.conf).",
+    )
 
 
 class DockerSettings(PodmanSettings):
@@ -70,6 +76,11 @@ class DockerSettings(PodmanSettings):
 
     userns: str | None = Field(None, description="--userns (Docker: only 'host'); None: omit.")
     oci_runtime_log: str | None = Field(None, description="Docker's CLI has no --runtime-flag: None.")
+    log_driver: str | None = Field(
+        None,
+        description="--log-driver; None: the daemon's. 'auto' (as for Podman: passthrough without a terminal) only "
+        "where `docker` is Podman (podman-docker): Docker itself has no passthrough driver.",
+    )
 
 
 def settings_of(job: ResolvedJob, section: str = "podman") -> PodmanSettings:
@@ -221,6 +232,9 @@ class PodmanRuntime:
         if cfg.global_flags:
             out.append(w(cfg.global_flags, f"global flags: {site_cfg}"))
         out.append(w(["run", "--rm"], _mode_note(job)))
+        log = log_driver_words(job, cfg)
+        if log:
+            out.append(w(log, f"{_log_note(cfg)}: {site_cfg}"))
         shape = ["--network", cfg.network]
         if cfg.pid:
             shape += ["--pid", cfg.pid]
@@ -308,6 +322,40 @@ class DockerRuntime(PodmanRuntime):
         if len(found) == 1:
             return found[0], ""
         return None, f"{len(found)} digests for {repo} in the store"
+
+
+PASSTHROUGH = "passthrough"
+
+
+def task_may_have_tty(job: ResolvedJob) -> bool | None:
+    """Whether a task's stdin, stdout or stderr may be a terminal (then Podman refuses the passthrough
+    log driver): a local run on one (``stdio_tty``, core API 1.3; batch tasks never have one: the core
+    refuses srun's ``--pty``). None: a core older than 1.3, which does not say."""
+    tty = getattr(job, "stdio_tty", None)
+    return None if tty is None else bool(tty)
+
+
+def log_driver_words(job: ResolvedJob, cfg: PodmanSettings) -> list[str]:
+    """``--log-driver NAME`` or nothing. 'auto' is passthrough where no task stream can be a terminal.
+
+    Why: with Podman's default drivers the container writes into a pipe that conmon reads, appends to
+    its log file and sends to the clients it has accepted on the attach socket, one of which is
+    ``podman run``, which copies it to the task's stdout and stderr. For containers that exit at once
+    that relay lost all their output (exit code 0) in CI under load, with Podman 4.3 and 5.4. With
+    passthrough the container's stdout and stderr are the task's own descriptors: nothing copies them,
+    and the two streams stay apart and in order. Podman refuses it when its stdin, stdout or stderr
+    is a terminal (the container could push input into it with TIOCSTI); Podman's default applies there."""
+    if cfg.log_driver is None:
+        return []
+    if cfg.log_driver != "auto":
+        return ["--log-driver", cfg.log_driver]
+    return [] if task_may_have_tty(job) in (True, None) else ["--log-driver", PASSTHROUGH]
+
+
+def _log_note(cfg: PodmanSettings) -> str:
+    if cfg.log_driver != "auto":
+        return f"log driver {cfg.log_driver}"
+    return "log driver auto: passthrough, no task stream is a terminal (the task's own stdout/stderr, no relay)"
 
 
 def _mode_note(job: ResolvedJob) -> str:

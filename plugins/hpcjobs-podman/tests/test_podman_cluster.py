@@ -92,6 +92,32 @@ def test_two_tasks_one_container_each(cluster: Cluster, job_dir: Path, cli: User
     assert lines == [f"rank={r} of=2 uid={cluster['test_uid']} host={host}" for r in (0, 1)], out
 
 
+# One short container per task, writing LINES numbered lines to stdout and to stderr and exiting at
+# once: the shape whose output went missing in CI under load with Podman's default log driver.
+LINES = 4
+SHORT_CONTAINERS = (f"for i in $(seq {LINES}); do echo \"out r=$SLURM_PROCID i=$i\"; "
+                    'echo "err r=$SLURM_PROCID i=$i" >&2; done')  # fmt: skip
+
+
+def test_many_short_containers_lose_no_line(cluster: Cluster, job_dir: Path, cli: UserCli) -> None:
+    """Regression test for lost output: 8 tasks, one short container each, every line of both streams
+    checked (the job's one output file holds both), each stream of each rank in order; the script
+    Slurm ran has `--log-driver passthrough`."""
+    spec: dict[str, object] = {"image": cluster.tiny_ref, "ntasks": 8,
+                               "entrypoint": ["/bin/sh", "-c", SHORT_CONTAINERS]}  # fmt: skip
+    result, out = submit(cli, job_dir, spec)
+    assert result["state"] == "COMPLETED", out
+    lines = out.splitlines()
+    for stream in ("out", "err"):
+        for rank in range(8):
+            mine = [ln for ln in lines if ln.startswith(f"{stream} r={rank} ")]
+            assert mine == [f"{stream} r={rank} i={i}" for i in range(1, LINES + 1)], out
+    script = subprocess.run(["scontrol", "write", "batch_script", str(result["job_id"]), "-"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    assert " run --rm --log-driver passthrough " in script.stdout
+
+
 def test_hostile_args_and_env_arrive_byte_for_byte(cluster: Cluster, job_dir: Path, cli: UserCli) -> None:
     weird = job_dir / "dir with 'quote' and $x"
     weird.mkdir()

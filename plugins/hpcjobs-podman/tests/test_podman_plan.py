@@ -101,6 +101,60 @@ def test_oci_runtime_log_is_a_site_setting() -> None:
     assert argv[3:5] == ["--runtime-flag", "log=/var/log/x y.log"]
 
 
+def _with(job: Any, section: str = "podman", **settings: Any) -> Any:
+    merged = {**job.plugin_settings.get(section, {}), **settings}
+    return replace(job, plugin_settings={**job.plugin_settings, section: merged})
+
+
+def _log_words(argv: list[str]) -> list[str]:
+    return argv[argv.index("--log-driver"):argv.index("--log-driver") + 2] if "--log-driver" in argv else []
+
+
+def test_log_driver_passthrough_unless_a_task_stream_may_be_a_terminal() -> None:
+    job = pinned(CASES["mpi_gpu"])
+    argv = build_plan(job).argv()
+    assert _log_words(argv) == ["--log-driver", "passthrough"] and argv[argv.index("--log-driver") - 1] == "--rm"
+    assert _log_words(build_plan(replace(job, stdio_tty=True)).argv()) == []  # Podman would refuse it
+    assert _log_words(build_plan(_with(job, log_driver=None)).argv()) == []
+    assert _log_words(build_plan(_with(replace(job, stdio_tty=True), log_driver="k8s-file")).argv()) == [
+        "--log-driver", "k8s-file"]  # fmt: skip
+    explained = render(job, explain=True)
+    assert "--log-driver passthrough" in explained and "no task stream is a terminal" in explained
+
+
+def test_log_driver_auto_on_a_core_that_does_not_say_leaves_podmans_default() -> None:
+    from hpcjobs_podman.runtime import log_driver_words
+
+    class OldJob:  # a ResolvedJob of core API < 1.3: no stdio_tty
+        pass
+
+    assert log_driver_words(OldJob(), PodmanSettings()) == []  # type: ignore[arg-type]
+
+
+def test_docker_log_driver_only_when_asked() -> None:
+    job = local_job(pinned({"image": TINY}), runtime="docker")
+    assert _log_words(build_plan(job).argv()) == []  # Docker has no passthrough driver
+    assert _log_words(build_plan(_with(job, "docker", log_driver="auto")).argv()) == ["--log-driver", "passthrough"]
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_local_run_tells_the_runtime_whether_output_is_a_terminal(tty: bool) -> None:
+    from hpcjobs.local import run_local
+
+    scripts: list[str] = []
+
+    class Proc:
+        def wait(self) -> int:
+            return 0
+
+    def spawn(argv: list[str], **kw: Any) -> Proc:
+        scripts.append(Path(argv[1]).read_text())
+        return Proc()
+
+    run_local(local_job(pinned({"image": TINY})), ntasks=2, spawn=spawn, env={}, tty=tty)
+    assert len(scripts) == 2 and all(("--log-driver passthrough" in s) is not tty for s in scripts)
+
+
 def test_run_mode_keeps_entrypoint_and_env_is_literal_words() -> None:
     spec = {"image": "docker://ghcr.io/x/y:1", "command": ["a"], "env": {"V": "$HOME `id`"}}
     argv = build_plan(pinned(spec)).argv()

@@ -27,6 +27,7 @@ set -eo pipefail
 #   --runtime-flag log=/dev/null                      <- the OCI runtime's own log, out of the job's output: site config plugins.podman (golden-podman)
 #   --runtime runc                                    <- global flags: site config plugins.podman (golden-podman)
 #   run --rm                                          <- one container per task, removed after it exits; image ENTRYPOINT kept, command replaces CMD (job spec)
+#   --log-driver passthrough                          <- log driver auto: passthrough, no task stream is a terminal (the task's own stdout/stderr, no relay): site config plugins.podman (golden-podman)
 #   --network host --pid host --userns keep-id        <- HPC shape (host network/pid, own uid): site config plugins.podman (golden-podman)
 #   --pull missing --tls-verify=false                 <- pull policy per task: site config plugins.podman (golden-podman); TLS from images.insecure_registries/loopback
 #   -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL  <- launch variables forwarded into the container (per task)
@@ -36,4 +37,4 @@ set -eo pipefail
 #   --security-opt=label=disable                      <- runtime flag: partition cdi
 #   registry.lab.internal:5000/lab/tool:1.2@sha256:abababababababababababababababababababababababababababababababab  <- image (pinned digest in Podman's store): job spec
 #   nvidia-smi                                        <- command: job spec
-exec podman --runtime-flag log=/dev/null --runtime runc run --rm --network host --pid host --userns keep-id --pull missing --tls-verify=false -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' --device nvidia.com/gpu=all --mount type=bind,source=/tmp,destination=/tmp --security-opt=label=disable registry.lab.internal:5000/lab/tool:1.2@sha256:abababababababababababababababababababababababababababababababab nvidia-smi
+exec podman --runtime-flag log=/dev/null --runtime runc run --rm --log-driver passthrough --network host --pid host --userns keep-id --pull missing --tls-verify=false -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' --device nvidia.com/gpu=all --mount type=bind,source=/tmp,destination=/tmp --security-opt=label=disable registry.lab.internal:5000/lab/tool:1.2@sha256:abababababababababababababababababababababababababababababababab nvidia-smi

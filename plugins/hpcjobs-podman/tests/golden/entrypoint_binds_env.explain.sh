@@ -25,6 +25,7 @@ set -eo pipefail
 #   --runtime-flag log=/dev/null                      <- the OCI runtime's own log, out of the job's output: site config plugins.podman (golden-podman)
 #   --runtime runc                                    <- global flags: site config plugins.podman (golden-podman)
 #   run --rm                                          <- one container per task, removed after it exits; entrypoint from the job (job spec)
+#   --log-driver passthrough                          <- log driver auto: passthrough, no task stream is a terminal (the task's own stdout/stderr, no relay): site config plugins.podman (golden-podman)
 #   --network host --pid host --userns keep-id        <- HPC shape (host network/pid, own uid): site config plugins.podman (golden-podman)
 #   --pull missing --tls-verify=true                  <- pull policy per task: site config plugins.podman (golden-podman); TLS from images.insecure_registries/loopback
 #   -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL  <- launch variables forwarded into the container (per task)
@@ -38,5 +39,5 @@ set -eo pipefail
 #   --entrypoint ''                                   <- the job's entrypoint replaces the image's ENTRYPOINT and CMD
 #   docker.io/library/python:3.12                     <- image: job spec
 #   python3 -c 'print('"'"'hi'"'"')'                  <- entrypoint + command: job spec
-exec podman --runtime-flag log=/dev/null --runtime runc run --rm --network host --pid host --userns keep-id --pull missing --tls-verify=true -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' -e 'GREETING=it'"'"'s a "test"; echo $HOME `id`
+exec podman --runtime-flag log=/dev/null --runtime runc run --rm --log-driver passthrough --network host --pid host --userns keep-id --pull missing --tls-verify=true -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' -e 'GREETING=it'"'"'s a "test"; echo $HOME `id`
 line 2' -e EMPTY= --mount type=bind,source=/tmp,destination=/tmp --mount type=bind,source=/data,destination=/data,readonly --mount 'type=bind,source=/scratch/my: run,destination=/work' -w /work --entrypoint '' docker.io/library/python:3.12 python3 -c 'print('"'"'hi'"'"')'

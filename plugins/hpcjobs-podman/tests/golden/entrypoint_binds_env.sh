@@ -10,5 +10,5 @@
 #SBATCH --time=30
 #SBATCH --output=hpcjobs-%x-%j.out
 set -eo pipefail
-exec podman --runtime-flag log=/dev/null --runtime runc run --rm --network host --pid host --userns keep-id --pull missing --tls-verify=true -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' -e 'GREETING=it'"'"'s a "test"; echo $HOME `id`
+exec podman --runtime-flag log=/dev/null --runtime runc run --rm --log-driver passthrough --network host --pid host --userns keep-id --pull missing --tls-verify=true -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' -e 'GREETING=it'"'"'s a "test"; echo $HOME `id`
 line 2' -e EMPTY= --mount type=bind,source=/tmp,destination=/tmp --mount type=bind,source=/data,destination=/data,readonly --mount 'type=bind,source=/scratch/my: run,destination=/work' -w /work --entrypoint '' docker.io/library/python:3.12 python3 -c 'print('"'"'hi'"'"')'

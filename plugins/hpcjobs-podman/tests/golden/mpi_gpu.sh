@@ -12,4 +12,4 @@
 #SBATCH --output=hpcjobs-%x-%j.out
 set -eo pipefail
 export PMIX_MCA_gds=hash
-exec srun --mpi=pmix podman --runtime-flag log=/dev/null --runtime runc run --rm --network host --pid host --userns keep-id --pull missing --tls-verify=false -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' --device /dev/nvidia0 --device /dev/nvidia1 --device /dev/nvidiactl --mount type=bind,source=/tmp,destination=/tmp --entrypoint '' registry.lab.internal:5000/lab/tool:1.2 /opt/app --steps 10
+exec srun --mpi=pmix podman --runtime-flag log=/dev/null --runtime runc run --rm --log-driver passthrough --network host --pid host --userns keep-id --pull missing --tls-verify=false -e 'SLURM_*' -e 'PMIX_*' -e 'PMI_*' -e 'OMPI_*' -e 'PRTE_*' -e CUDA_VISIBLE_DEVICES -e ROCR_VISIBLE_DEVICES -e HIP_VISIBLE_DEVICES -e GPU_DEVICE_ORDINAL -e 'SITE_VAR=site value' --device /dev/nvidia0 --device /dev/nvidia1 --device /dev/nvidiactl --mount type=bind,source=/tmp,destination=/tmp --entrypoint '' registry.lab.internal:5000/lab/tool:1.2 /opt/app --steps 10
