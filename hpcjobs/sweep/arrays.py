@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from hpcjobs.schedulers.base import ArrayLimits, Scheduler
     from hpcjobs.sweep.pointfile import PointWriter
 
+# sbatch processes a sweep keeps running at once: array k+1's sbatch starts as soon as its files
+# are written, without waiting for array k's answer (docs/benchmarks.md, "Pipelined submission")
+SBATCH_IN_FLIGHT = 2
 
 def array_limits(scheduler: Scheduler, runner: Runner | None, qos: str | None) -> ArrayLimits:
     """The cluster's limits, MaxArraySize and MaxJobCount kept per configuration key (no Slurm
@@ -84,49 +88,62 @@ def submit_arrays(
     record: SweepRecord, job: ResolvedJob, plans: Sequence[ArrayPlan], *, attempt: int, scheduler: Scheduler,
     scripts: Sequence[str] | None = None, points: PointWriter | None = None,
 ) -> list[ArrayEntry]:
-    """Submit one script per plan, one ``sbatch`` at a time, in order. What an array needs on disk
-    (its script; with ``points``, the group files holding its points) is written before its
-    ``sbatch`` starts: array 0's before anything is submitted, array k+1's while ``sbatch`` for
-    array k runs. ``scripts``: :func:`array_scripts`' answer, made earlier. On a refusal, or an
-    error writing array k+1's files, the arrays this call submitted are cancelled and the error
-    says how many."""
-    done: list[ArrayEntry] = []
+    """Submit one script per plan, started in order, up to :data:`SBATCH_IN_FLIGHT` ``sbatch``
+    processes at once. What an array needs on disk (its script; with ``points``, the group files
+    holding its points) is written, whole, before its ``sbatch`` starts: array 0's before anything
+    is submitted, array k+1's while the ``sbatch`` calls before it run. Each array's job id is its
+    own ``sbatch``'s answer (ids may come back in any order; nothing assumes they increase).
+    ``scripts``: :func:`array_scripts`' answer, made earlier. On a refusal, or an error writing an
+    array's files, every ``sbatch`` in flight is collected (it may have submitted), every array
+    this call submitted is cancelled (one accepted after an earlier one was refused too) and the
+    error says how many."""
     first = len(record.arrays)
+    n = len(plans)
     if scripts is None:
         scripts = array_scripts(record, job, plans, attempt=attempt)
+    ids: list[str | None] = [None] * n
+    flying: deque[tuple[int, Pending[str]]] = deque()
 
     def ready(k: int) -> None:
         if points is not None:
             points.upto(plans[k].point_of(plans[k].count - 1))
         (record.directory / f"array-{first + k}.sh").write_text(scripts[k], encoding="utf-8")
 
+    def land() -> None:
+        """The oldest sbatch in flight collected: its job id, or its refusal raised."""
+        k, pending = flying.popleft()
+        try:
+            ids[k] = pending.result()
+        except HpcjobsError as exc:
+            raise undo(f"array {k + 1} of {n} refused", exc) from exc
+
     def undo(what: str, exc: BaseException) -> HpcjobsError:
+        while flying:  # every sbatch still in flight may have submitted: collect it
+            k, pending = flying.popleft()
+            try:
+                ids[k] = pending.result()
+            except HpcjobsError:
+                pass
+        done = [i for i in ids if i is not None]
         if done:
-            scheduler.cancel([e.job_id for e in done])
+            scheduler.cancel(done)
         undone = f" (cancelled the {len(done)} array(s) already submitted)" if done else ""
         kind = type(exc) if isinstance(exc, HpcjobsError) else HpcjobsError
         return kind(f"{what}: {exc}{undone}")
 
     ready(0)  # an error here: nothing submitted yet
-    pending = _begin(scheduler, scripts[0], record.cwd)
-    for k, plan in enumerate(plans):
+    flying.append((0, _begin(scheduler, scripts[0], record.cwd)))
+    for k in range(1, n):
         try:
-            if k + 1 < len(plans):
-                ready(k + 1)  # while sbatch runs for array k
+            ready(k)  # while the sbatch calls before it run
         except Exception as exc:
-            try:
-                done.append(ArrayEntry(pending.result(), attempt, plan))  # it may have been submitted
-            except HpcjobsError:
-                pass
-            raise undo(f"writing the files of array {k + 2} of {len(plans)} failed", exc) from exc
-        try:
-            job_id = pending.result()
-        except HpcjobsError as exc:
-            raise undo(f"array {k + 1} of {len(plans)} refused", exc) from exc
-        done.append(ArrayEntry(job_id, attempt, plan))
-        if k + 1 < len(plans):
-            pending = _begin(scheduler, scripts[k + 1], record.cwd)
-    return done
+            raise undo(f"writing the files of array {k + 1} of {n} failed", exc) from exc
+        if len(flying) >= SBATCH_IN_FLIGHT:
+            land()
+        flying.append((k, _begin(scheduler, scripts[k], record.cwd)))
+    while flying:
+        land()
+    return [ArrayEntry(cast(str, job_id), attempt, plan) for job_id, plan in zip(ids, plans, strict=True)]
 
 
 def _begin(scheduler: Scheduler, script: str, cwd: str) -> Pending[str]:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcjobs.errors import ConfigError, HpcjobsError, LimitExceeded
+from hpcjobs.errors import ConfigError, HpcjobsError, LimitExceeded, SchedulerError
 from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.sweep.arrays import array_script, same_but_range
@@ -436,3 +436,126 @@ def test_recording_runner_times_every_call_even_one_that_raises() -> None:
     (_, slow_started, slow_ended), = [s for s in runner.spans if s[0].argv == ("slow",)]
     quick_ended = runner.spans[0][2]
     assert slow_started <= quick_ended <= slow_ended  # the slow call's span covers what ran meanwhile
+
+
+class _Flight:
+    """sbatch as processes that answer when collected (the fake's answer, made then), with ids
+    that decrease (a later array's job id smaller than an earlier one's); counts how many run at
+    once and what each array's sbatch found on disk when it started."""
+
+    def __init__(self, fake: FakeSlurm, root: Path) -> None:
+        self.fake, self.root = fake, root
+        self.running = 0
+        self.most = 0
+        self.seen: list[tuple[list[str], list[str]]] = []
+        fake.next_id = 900
+        plain = fake.answer
+        fake.runner.answer = lambda call: None if call.argv[0] == "sbatch" else plain(call)
+        fake.runner.inner = self  # type: ignore[assignment]
+
+    def start(self, argv: Sequence[str], **kw: Any) -> _Flight.Run:
+        d = next((self.root / "hpcjobs-sweeps").iterdir())
+        self.seen.append((sorted(p.name for p in (d / "points").iterdir()), sorted(p.name for p in d.glob("*.sh"))))
+        self.running += 1
+        self.most = max(self.most, self.running)
+        return _Flight.Run(self, Call(tuple(argv), kw.get("input_text")))
+
+    def __call__(self, argv: Sequence[str], **kw: object) -> Completed:
+        raise AssertionError(f"unexpected {argv}")
+
+    class Run:
+        def __init__(self, flight: _Flight, call: Call) -> None:
+            self.flight, self.call = flight, call
+
+        def wait(self) -> Completed:
+            self.flight.running -= 1
+            answer = self.flight.fake.answer(self.call)
+            self.flight.fake.next_id -= 20  # the next array's id: 10 below this one's
+            return answer
+
+        def discard(self) -> None:
+            raise AssertionError("a submission is collected, not given up")
+
+
+def test_two_sbatch_in_flight_each_array_its_own_id(tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to SBATCH_IN_FLIGHT sbatch run at once, never more; each array's files are whole on disk
+    when its sbatch starts; job ids that come back decreasing map each array to its own id, and
+    status, logs and retry follow them."""
+    import hpcjobs.sweep.pointfile as pointfile
+    from hpcjobs.sweep.arrays import SBATCH_IN_FLIGHT
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(pointfile, "GROUP", 3)  # arrays of 4 points (MaxArraySize 4), files of 3
+    fake = FakeSlurm()
+    flight = _Flight(fake, tmp_path)
+    raw: list[Any] = [[f"it's {i}"] for i in range(14)]  # 4 arrays
+    sw = _job().map(raw, SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert SBATCH_IN_FLIGHT == 2 and flight.most == 2 and flight.running == 0
+    assert flight.seen == [
+        (["0.rec", "1.rec"], ["array-0.sh"]),  # points 0-3
+        (["0.rec", "1.rec", "2.rec"], ["array-0.sh", "array-1.sh"]),  # points 4-7
+        (["0.rec", "1.rec", "2.rec", "3.rec"], ["array-0.sh", "array-1.sh", "array-2.sh"]),  # points 8-11
+        (["0.rec", "1.rec", "2.rec", "3.rec", "4.rec"], ["array-0.sh", "array-1.sh", "array-2.sh", "array-3.sh"]),
+    ]
+    assert sw.job_ids == ["900", "890", "880", "870"]
+    for k, jid in enumerate(sw.job_ids):
+        assert fake.scripts[jid] == (sw.directory / f"array-{k}.sh").read_text()
+        assert f"#SBATCH --array=0-{3 if k < 3 else 1}" in fake.scripts[jid]
+    fake.tasks["880"][1] = ("FAILED", 3)  # point 9
+    fake.tasks["900"][2] = ("COMPLETED", 0)  # point 2
+    st = sw.status()
+    assert [p.job_id for p in st.points][:5] == ["900_0", "900_1", "900_2", "900_3", "890_0"]
+    assert st.points[9].job_id == "880_1" and st.points[9].state.name == "FAILED" and st.points[9].exit_code == 3
+    assert st.points[13].job_id == "870_1" and st.points[2].state.name == "COMPLETED"
+    assert [pointfile.read_point(sw.directory, i).args for i in range(14)] == [(f"it's {i}",) for i in range(14)]
+    assert sw.log_path(9).name == "point-9.out"
+    new = sw.retry()
+    assert new == ["860"] and sw.status().points[9].job_id == "860_0"
+    assert sw.log_path(9).name == "point-9.retry1.out"
+
+
+def test_a_refusal_with_two_in_flight_cancels_the_one_accepted_after_it(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Array 1's sbatch is refused while array 2's runs: array 2's sbatch is collected, and the
+    arrays it and array 1 submitted are cancelled; the error says how many; nothing recorded."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = FakeSlurm()
+    flight = _Flight(fake, tmp_path)
+    plain = fake.answer
+    n_sbatch = [0]
+
+    def answer(call: Call) -> Completed:
+        if call.argv[0] == "sbatch":
+            n_sbatch[0] += 1
+            if n_sbatch[0] == 2:  # array 2 of 3 (the second collected)
+                return Completed(call.argv, 1, "", "sbatch: error: Batch job submission failed: Invalid qos")
+        return plain(call)
+
+    fake.answer = answer  # type: ignore[method-assign]
+    with pytest.raises(SchedulerError, match=r"array 2 of 3 refused: .*Invalid qos.*"
+                                             r"\(cancelled the 2 array\(s\) already submitted\)$"):  # fmt: skip
+        _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert fake.runner.programs().count("sbatch") == 3 and flight.running == 0
+    assert sorted(fake.cancelled) == ["870", "900"]  # array 1's and array 3's, not the refused one
+    assert not list(tmp_path.glob("hpcjobs-sweeps/*/sweep.json"))
+    assert not (tmp_path / "cache" / "hpcjobs" / "sweeps").exists()
+
+    # the first refused while the second runs: the second is collected and cancelled
+    fake = FakeSlurm()
+    flight = _Flight(fake, tmp_path / "b")
+    (tmp_path / "b").mkdir()
+    fake.refuse_after = None
+    plain2 = fake.answer
+    first = [True]
+
+    def answer2(call: Call) -> Completed:
+        if call.argv[0] == "sbatch" and first[0]:
+            first[0] = False
+            return Completed(call.argv, 1, "", "sbatch: error: Batch job submission failed: Invalid qos")
+        return plain2(call)
+
+    fake.answer = answer2  # type: ignore[method-assign]
+    with pytest.raises(SchedulerError, match=r"array 1 of 3 refused: .*cancelled the 1 array"):
+        _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path / "b")
+    assert fake.runner.programs().count("sbatch") == 2 and fake.cancelled == ["880"] and flight.running == 0
