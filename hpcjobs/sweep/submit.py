@@ -1,7 +1,7 @@
 """Submitting a sweep: check the limits and the points, prepare the image once, render, then
-submit one script per job array, each array's points written while the previous array's
-``sbatch`` runs. Nothing is submitted when a check fails; when Slurm refuses an array part-way,
-the arrays already submitted are cancelled again."""
+submit one script per job array, up to two ``sbatch`` at once, each array's points written while
+the ``sbatch`` calls before it run. Nothing is submitted when a check fails; when Slurm refuses an
+array part-way, every array submitted is cancelled again."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def submit_sweep(
     # runs beside everything that needs neither Slurm nor a file: the points checked (not yet
     # encoded), arrays planned, the image prepared, the record and every script made in memory.
     # Its "not now" refusal is made before any file is written or anything submitted; then the
-    # points are encoded and written array by array, each array's beside the previous sbatch.
+    # points are encoded and written array by array, each array's beside the sbatch calls before it.
     counting = job_records_start(sched, runner)
     try:
         limits = array_limits(sched, runner, resolved.qos)  # slurm.conf's: kept per configuration key
