@@ -559,3 +559,31 @@ def test_a_refusal_with_two_in_flight_cancels_the_one_accepted_after_it(
     with pytest.raises(SchedulerError, match=r"array 1 of 3 refused: .*cancelled the 1 array"):
         _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path / "b")
     assert fake.runner.programs().count("sbatch") == 2 and fake.cancelled == ["880"] and flight.running == 0
+
+
+def test_a_write_failing_with_two_in_flight_cancels_both(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Array 3's points fail to write while the sbatch calls of arrays 1 and 2 run: both are
+    collected and both arrays cancelled; nothing recorded."""
+    import hpcjobs.sweep.pointfile as pointfile
+    import hpcjobs.sweep.submit as submit
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(pointfile, "GROUP", 3)  # arrays of 4 points, files of 3: array 3 needs file 3
+    real = pointfile.encode_plain_group
+
+    def encode(raw: list[object], k: int, prefix: str) -> bytes:
+        if k == 3:
+            raise OSError(28, "No space left on device")
+        return real(raw, k, prefix)
+
+    monkeypatch.setattr(submit, "encode_plain_group", encode)
+    fake = FakeSlurm()
+    flight = _Flight(fake, tmp_path)
+    with pytest.raises(HpcjobsError, match=r"writing the files of array 3 of 3 failed: .*No space left on device.* "
+                                            r"\(cancelled the 2 array\(s\) already submitted\)$"):  # fmt: skip
+        _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
+    assert fake.runner.programs().count("sbatch") == 2 and flight.most == 2 and flight.running == 0
+    assert fake.cancelled == ["900", "890"]
+    assert not list(tmp_path.glob("hpcjobs-sweeps/*/sweep.json"))
