@@ -339,3 +339,38 @@ def test_sweep_with_percent_in_its_job_directory_runs_there(cluster: Cluster, jo
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["points"][0]["state"] == "COMPLETED"
     assert (elsewhere / "logs" / "point-0.out").read_text() == f"{d}\n"
+
+
+def test_user_cli_sweep_arrays_submitted_two_at_a_time(cluster: Cluster, job_dir: Path, user_cli: UserCli
+                                                                  ) -> None:  # fmt: skip
+    """As hpctest: 1,003 points → two arrays whose sbatch calls overlap (two in flight); each
+    array's job id holds its own task range in Slurm, and a released task of each array runs its
+    own point (held otherwise; each task is a record until MinJobAge: kept small)."""
+    (job_dir / "job.yaml").write_text(
+        f"image: {cluster.image('tiny_sif')}\nentrypoint: [/bin/sh, -c, 'echo \"point $1\"', p]\n"
+        f"extra_sbatch: [--hold]\nsweep:\n  points: {json.dumps([[str(i)] for i in range(1003)])}\n"
+    )
+    r = user_cli("submit", "job.yaml", "--json", cwd=job_dir)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    sweep_id, job_ids = out["sweep_id"], out["job_ids"]
+    try:
+        assert len(job_ids) == 2 and len(set(job_ids)) == 2
+        lines = [scontrol_lines(j)[0] for j in job_ids]
+        assert all(f"UserId={cluster.test_user}(" in line for line in lines)
+        assert "ArrayTaskId=0-1000 " in lines[0] and "ArrayTaskId=0-1 " in lines[1]
+        subprocess.run(["scontrol", "release", f"{job_ids[1]}_1", f"{job_ids[0]}_5"], check=True)  # points 1002, 5
+        deadline = time.monotonic() + 120
+        points: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            r = user_cli("sweep", "status", sweep_id, "--json", cwd=job_dir)
+            points = json.loads(r.stdout)["points"]
+            if points[1002]["state"] == "COMPLETED" and points[5]["state"] == "COMPLETED":
+                break
+            time.sleep(0.5)
+        assert points[1002]["job_id"] == f"{job_ids[1]}_1" and points[5]["job_id"] == f"{job_ids[0]}_5"
+        assert (points[1002]["state"], points[5]["state"]) == ("COMPLETED", "COMPLETED")
+        assert user_cli("sweep", "logs", sweep_id, "1002", cwd=job_dir).stdout == "point 1002\n"
+        assert user_cli("sweep", "logs", sweep_id, "5", cwd=job_dir).stdout == "point 5\n"
+    finally:
+        assert user_cli("sweep", "cancel", sweep_id, cwd=job_dir).returncode == 0
