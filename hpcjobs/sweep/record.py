@@ -116,7 +116,8 @@ class SweepRecord:
             return
         mine = {a.job_id for a in self.arrays}
         self.arrays += [a for a in disk.arrays if a.job_id not in mine]
-        self.arrays.sort(key=lambda a: (a.attempt, int(a.job_id)))  # later attempts last
+        # later attempts last; within one, the order of the points (job ids may come back in any order)
+        self.arrays.sort(key=lambda a: (a.attempt, a.plan.point_of(0)))
         for point, end in disk.final.items():
             if point not in self.final or end[0] > self.final[point][0]:
                 self.final[point] = end

@@ -20,6 +20,7 @@ from hpcjobs.runner import Call, Completed, RecordingRunner, SubprocessRunner
 from hpcjobs.schedulers.base import ArrayLimits
 from hpcjobs.sweep.arrays import array_script, same_but_range
 from hpcjobs.sweep.envcarry import env_carrier, plain_prefix
+from hpcjobs.sweep.handle import Sweep
 from hpcjobs.sweep.limitcache import asks_this_host, cached_config_limits
 from hpcjobs.sweep.plan import plan_arrays
 from hpcjobs.sweep.pointfile import GROUP, encode_plain, encode_points
@@ -512,6 +513,11 @@ def test_two_sbatch_in_flight_each_array_its_own_id(tmp_path: Path, sif: None, m
     new = sw.retry()
     assert new == ["860"] and sw.status().points[9].job_id == "860_0"
     assert sw.log_path(9).name == "point-9.retry1.out"
+    sw.record.refresh(force=True)  # as another process reads it: the arrays in the order of their points
+    assert sw.job_ids == ["900", "890", "880", "870", "860"]
+    again = Sweep.load(str(sw.directory), scheduler=fake.sched())
+    assert again.job_ids == sw.job_ids and again.status().points[9].job_id == "860_0"
+    assert again.status().points[13].job_id == "870_1"
 
 
 def test_a_refusal_with_two_in_flight_cancels_the_one_accepted_after_it(
