@@ -36,8 +36,9 @@ def as_user(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def hpcjobs_root(*args: str, cwd: Path | str = "/tmp") -> subprocess.CompletedProcess[str]:
-    """The CLI as root (the cache's owner), with no site config in the way."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCJOBS_")}
+    """The CLI as root (the cache's owner), with no site config in the way (the suite's warm-start
+    choice kept: a warm server would outlive the test, conftest.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCJOBS_") or k == "HPCJOBS_WARM"}
     return subprocess.run([PY, "-m", "hpcjobs", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
