@@ -202,11 +202,8 @@ def test_each_array_finds_its_points_and_script_written_when_its_sbatch_starts(
     assert not list((sw.directory / "points").glob(".*"))  # no temporary file left
 
 
-def test_a_write_failing_part_way_cancels_what_was_submitted(
-    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Array 2's points fail to write while sbatch runs for array 1: that sbatch is collected, the
-    array it submitted cancelled, and the error says so; nothing is recorded as a sweep."""
+def _disk_full_at_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, k: int) -> None:
+    """Points files of 3 points each; writing file ``k`` fails as a full disk would."""
     import hpcjobs.sweep.pointfile as pointfile
     import hpcjobs.sweep.submit as submit
 
@@ -214,12 +211,20 @@ def test_a_write_failing_part_way_cancels_what_was_submitted(
     monkeypatch.setattr(pointfile, "GROUP", 3)
     real = pointfile.encode_plain_group
 
-    def encode(raw: list[object], k: int, prefix: str) -> bytes:
-        if k == 2:
+    def encode(raw: list[object], group: int, prefix: str) -> bytes:
+        if group == k:
             raise OSError(28, "No space left on device")
-        return real(raw, k, prefix)
+        return real(raw, group, prefix)
 
     monkeypatch.setattr(submit, "encode_plain_group", encode)
+
+
+def test_a_write_failing_part_way_cancels_what_was_submitted(
+    tmp_path: Path, sif: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Array 2's points fail to write while sbatch runs for array 1: that sbatch is collected, the
+    array it submitted cancelled, and the error says so; nothing is recorded as a sweep."""
+    _disk_full_at_file(monkeypatch, tmp_path, 2)
     fake = FakeSlurm()
     with pytest.raises(HpcjobsError, match=r"writing the files of array 2 of 3 failed: .*No space left on device.* "
                                             r"\(cancelled the 1 array\(s\) already submitted\)$"):  # fmt: skip
@@ -229,7 +234,7 @@ def test_a_write_failing_part_way_cancels_what_was_submitted(
     assert not (tmp_path / "cache" / "hpcjobs" / "sweeps").exists()  # not registered either
 
     # array 1's files failing: nothing is submitted, the error is the write's own
-    monkeypatch.setattr(submit, "encode_plain_group", lambda raw, k, prefix: encode(raw, k + 2, prefix))
+    _disk_full_at_file(monkeypatch, tmp_path, 0)
     fake = FakeSlurm()
     with pytest.raises(OSError, match="No space left"):
         _job().map([[str(i)] for i in range(10)], SITE, scheduler=fake.sched(), cwd=tmp_path)
@@ -572,19 +577,7 @@ def test_a_write_failing_with_two_in_flight_cancels_both(
 ) -> None:
     """Array 3's points fail to write while the sbatch calls of arrays 1 and 2 run: both are
     collected and both arrays cancelled; nothing recorded."""
-    import hpcjobs.sweep.pointfile as pointfile
-    import hpcjobs.sweep.submit as submit
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(pointfile, "GROUP", 3)  # arrays of 4 points, files of 3: array 3 needs file 3
-    real = pointfile.encode_plain_group
-
-    def encode(raw: list[object], k: int, prefix: str) -> bytes:
-        if k == 3:
-            raise OSError(28, "No space left on device")
-        return real(raw, k, prefix)
-
-    monkeypatch.setattr(submit, "encode_plain_group", encode)
+    _disk_full_at_file(monkeypatch, tmp_path, 3)  # arrays of 4 points, files of 3: array 3 needs file 3
     fake = FakeSlurm()
     flight = _Flight(fake, tmp_path)
     with pytest.raises(HpcjobsError, match=r"writing the files of array 3 of 3 failed: .*No space left on device.* "
